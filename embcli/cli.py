@@ -1,0 +1,536 @@
+"""The ``embcli`` command line: one verb per job, each a thin layer over the library.
+
+Heavy imports (torch, datasets) happen inside the commands that need them, so the query verbs
+start fast. Every user error is an :class:`EmbcliError`: one line on stderr, exit code 2 (1 for
+failures while running, 130 for an interrupt), never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .errors import EmbcliError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train GPT-2-style token embeddings on a corpus and explore what the table learned.")
+inspect_app = typer.Typer(no_args_is_help=True, help="Look inside a model, its table, a row or a token.")
+app.add_typer(inspect_app, name="inspect")
+
+
+def _out():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _err(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False).print(f"[red]error:[/red] {message}", markup=True, soft_wrap=True)
+
+
+def handle_errors(fn):
+    """Turn EmbcliError into one line and an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except EmbcliError as exc:
+            _err(str(exc))
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            _err("interrupted")
+            raise typer.Exit(130) from None
+        except BrokenPipeError:
+            raise typer.Exit(0) from None
+
+    return wrapper
+
+
+def _parse_duration(text: str | None) -> float | None:
+    if text is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600}
+    value = text.strip().lower()
+    scale = units.get(value[-1:], None)
+    try:
+        seconds = float(value[:-1] if scale else value) * (scale or 1)
+    except ValueError:
+        raise EmbcliError(f"--time-budget takes seconds or a duration like 90s, 10m, 2h (got {text!r})") from None
+    if seconds <= 0:
+        raise EmbcliError(f"--time-budget must be positive (got {text!r})")
+    return seconds
+
+
+# ---------------------------------------------------------------------------------------------
+# Options shared by several commands
+# ---------------------------------------------------------------------------------------------
+
+CorpusOpt = typer.Option(None, "--corpus", help="Text files, folders or globs (.txt, .jsonl, .gz). "
+                         "Default: the embedded WordNet glosses.")
+DatasetOpt = typer.Option(None, "--dataset", help="Hugging Face dataset: hub name, or a local dataset folder.")
+RunOpt = typer.Option(None, "--run", "-r", help="Run name or folder (default: the newest under ./runs).")
+StepOpt = typer.Option(None, "--step", help="Use the table snapshot at this step instead of the final table.")
+TopOpt = typer.Option(10, "--top", "-k", min=1, help="How many answers.")
+JsonOpt = typer.Option(False, "--json", help="Machine-readable output.")
+MinCountOpt = typer.Option(1, "--min-count", min=0, help="Leave out rows seen fewer times in training.")
+ExactOpt = typer.Option(False, "--exact", help="Use the text exactly as typed (no leading space added).")
+CombineOpt = typer.Option(None, "--combine", help="For words of several tokens: 'mean' averages the pieces.")
+
+
+def _corpus_spec(corpus, dataset, dataset_config, split, text_field, data_files, streaming, val_fraction):
+    from .data import CorpusSpec
+
+    if corpus and dataset:
+        raise EmbcliError("give either --corpus or --dataset, not both")
+    return CorpusSpec(paths=list(corpus or []), dataset=dataset, dataset_config=dataset_config, split=split,
+                      text_field=text_field, data_files=list(data_files or []), streaming=streaming,
+                      val_fraction=val_fraction)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def train(
+    config: str = typer.Option("tiny", "--config", "-c", help="Config name in configs/ or a .toml path."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Override a config field: KEY=VALUE."),
+    corpus: Optional[List[str]] = CorpusOpt,
+    dataset: Optional[str] = DatasetOpt,
+    dataset_config: Optional[str] = typer.Option(None, "--dataset-config", help="The dataset's config name."),
+    split: str = typer.Option("train", "--split", help="Dataset split."),
+    text_field: str = typer.Option("text", "--text-field", help="Field holding the text (.jsonl, datasets)."),
+    data_files: Optional[List[str]] = typer.Option(None, "--data-files", help="Data files for --dataset."),
+    streaming: bool = typer.Option(False, "--streaming", help="Stream the dataset (larger than memory)."),
+    val_fraction: float = typer.Option(0.01, "--val-fraction", help="Share of tokens held out for validation."),
+    name: Optional[str] = typer.Option(None, "--name", "-n", help="Run name (default run1, run2, ...)."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue this run from its last checkpoint."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (same seed, same run on CPU)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=0, help="Stop after this many steps."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=0, help="Stop after this many tokens."),
+    time_budget: Optional[str] = typer.Option(None, "--time-budget", help="Stop after this long: 600, 10m, 1h."),
+    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Where runs live (default ./runs)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+):
+    """Tokenize the corpus (cached) and train a tied GPT; the table lands in runs/<name>/."""
+    from .config import load_config
+
+    budget = _parse_duration(time_budget)
+    stops = {k: v for k, v in {"max_steps": max_steps, "max_tokens": max_tokens, "time_budget": budget}.items()
+             if v is not None}
+    overrides = list(set_ or [])
+    if seed is not None:
+        overrides.append(f"seed={seed}")
+    cfg = None
+    if resume:
+        if set_ or seed is not None or corpus or dataset or config != "tiny":
+            raise EmbcliError("--resume continues a run as it was configured; only --max-steps, --max-tokens, "
+                              "--time-budget and --device may be given with it")
+    else:
+        cfg = load_config(config, overrides)
+        for key, value in stops.items():
+            setattr(cfg, key, value)
+        if stops:  # a stop given on the command line replaces the config's stops
+            for key in ("max_steps", "max_tokens", "time_budget"):
+                if key not in stops:
+                    setattr(cfg, key, 0 if key != "time_budget" else 0.0)
+        cfg.validate()
+    spec = _corpus_spec(corpus, dataset, dataset_config, split, text_field, data_files, streaming, val_fraction)
+    from .progress import console
+    from .train import train as run_training
+
+    log = (lambda msg: None) if quiet else (lambda msg: console.print(msg, highlight=False))
+    result = run_training(cfg, spec, name=name, resume=resume, device=device, runs_dir=runs_dir,
+                          progress=not quiet, log=log, stop_overrides=stops)
+    out = _out()
+    loss = f"{result.train_loss:.3f}" if result.train_loss is not None else "-"
+    val = f"{result.val_loss:.3f}" if result.val_loss is not None else "-"
+    out.print(f"[bold green]done[/]: {result.step:,} steps, {result.tokens:,} tokens in {result.seconds:.1f} s "
+              f"({result.tokens_per_second:,.0f} tokens/s); train loss {loss}, val loss {val}")
+    out.print(f"run: {result.run}   try: embcli neighbors cat --run {result.run}")
+
+
+@app.command()
+@handle_errors
+def prepare(
+    corpus: Optional[List[str]] = CorpusOpt,
+    dataset: Optional[str] = DatasetOpt,
+    dataset_config: Optional[str] = typer.Option(None, "--dataset-config"),
+    split: str = typer.Option("train", "--split"),
+    text_field: str = typer.Option("text", "--text-field"),
+    data_files: Optional[List[str]] = typer.Option(None, "--data-files"),
+    streaming: bool = typer.Option(False, "--streaming"),
+    val_fraction: float = typer.Option(0.01, "--val-fraction"),
+    force: bool = typer.Option(False, "--force", help="Tokenize again even if cached."),
+    json_out: bool = JsonOpt,
+):
+    """Tokenize a corpus into cached uint16 shards with counts and a manifest (train does this too)."""
+    from .data import prepare as do_prepare
+
+    spec = _corpus_spec(corpus, dataset, dataset_config, split, text_field, data_files, streaming, val_fraction)
+    prepared = do_prepare(spec, force=force, progress=not json_out)
+    m = prepared.manifest
+    if json_out:
+        print(json.dumps(dict(m, path=str(prepared.path)), indent=2))
+        return
+    _out().print(f"{m['description']}: {m['bytes']:,} bytes, {m['documents']:,} documents → "
+                 f"{m['tokens']['train']:,} training + {m['tokens']['val']:,} validation tokens, "
+                 f"{m['distinct_train_ids']:,} distinct ids\ncached at {prepared.path}")
+
+
+@app.command()
+@handle_errors
+def runs(runs_dir: Optional[Path] = typer.Option(None, "--runs-dir"), json_out: bool = JsonOpt):
+    """List the runs under ./runs, newest last."""
+    from .checkpoint import list_runs, read_meta, runs_root
+
+    found = list_runs(runs_dir)
+    rows = []
+    for run in found:
+        meta = read_meta(run)
+        rows.append({"run": run.name, "path": str(run), "status": meta.get("status"), "step": meta.get("step"),
+                     "tokens": meta.get("tokens_seen"), "train_loss": meta.get("train_loss"),
+                     "val_loss": meta.get("val_loss"), "parameters": (meta.get("model") or {}).get("parameters"),
+                     "corpus": (meta.get("corpus") or {}).get("description", "")})
+    if json_out:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        _out().print(f"no runs under {runs_dir or runs_root()}/ — start one with: embcli train")
+        return
+    from rich.table import Table
+
+    table = Table("run", "status", "step", "tokens", "train loss", "val loss", "params", "corpus")
+    fmt = lambda x: f"{x:.3f}" if isinstance(x, float) else "-"  # noqa: E731
+    for r in rows:
+        table.add_row(r["run"], r["status"] or "?", f"{r['step'] or 0:,}", f"{r['tokens'] or 0:,}", fmt(r["train_loss"]),
+                      fmt(r["val_loss"]), f"{r['parameters'] or 0:,}", r["corpus"][:40])
+    _out().print(table)
+
+
+# ---------------------------------------------------------------------------------------------
+# Queries
+# ---------------------------------------------------------------------------------------------
+
+
+def _space(run, step, min_count):
+    from .space import EmbeddingSpace
+
+    return EmbeddingSpace.from_run(run, step, min_count=min_count)
+
+
+def _resolve_all(space, words, exact, combine):
+    if combine not in (None, "mean"):
+        raise EmbcliError(f"--combine takes 'mean' (got {combine!r})")
+    return [space.resolve(w, exact=exact, combine=combine) for w in words]
+
+
+def _describe(r) -> str:
+    ids = ", ".join(str(i) for i in r.ids)
+    return f"{r.text!r} → {' + '.join(r.pieces)} ({ids}; {r.how})"
+
+
+def _excluded_note(space) -> str | None:
+    n = space.excluded_count()
+    if not n:
+        return None
+    seen = "never seen in training" if space.min_count == 1 else f"seen fewer than {space.min_count} times in training"
+    return f"{n:,} rows {seen} left out: they are still mostly their random start (--min-count 0 keeps them)"
+
+
+def _neighbor_table(title, neighbors):
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("id", justify="right")
+    table.add_column("token")
+    table.add_column("cosine", justify="right")
+    table.add_column("count", justify="right")
+    for n in neighbors:
+        table.add_row(str(n.rank), str(n.id), n.token, f"{n.similarity:.4f}", "?" if n.count is None else f"{n.count:,}")
+    return table
+
+
+def show_neighbors(space, words, top, exact, combine, json_out, out=None):
+    out = out or _out()
+    resolved = _resolve_all(space, words, exact, combine)
+    results = [(r, space.most_similar([r], topn=top)) for r in resolved]
+    if json_out:
+        print(json.dumps([{"query": r.text, "ids": r.ids, "how": r.how, "neighbors": [n.as_dict() for n in ns]}
+                          for r, ns in results], indent=2))
+        return
+    for r, ns in results:
+        out.print(_neighbor_table(_describe(r), ns))
+    note = _excluded_note(space)
+    if note:
+        out.print(f"[dim]{note}[/]")
+
+
+@app.command()
+@handle_errors
+def neighbors(words: List[str] = typer.Argument(..., help="Words or tokens."), run: Optional[str] = RunOpt,
+              step: Optional[int] = StepOpt, top: int = TopOpt, min_count: int = MinCountOpt, exact: bool = ExactOpt,
+              combine: Optional[str] = CombineOpt, json_out: bool = JsonOpt):
+    """Nearest neighbours by cosine similarity, like gensim's most_similar or fastText's nn."""
+    show_neighbors(_space(run, step, min_count), words, top, exact, combine, json_out)
+
+
+def show_analogy(space, a, b, c, top, method, exact, combine, json_out, out=None):
+    out = out or _out()
+    ra, rb, rc = _resolve_all(space, [a, b, c], exact, combine)
+    answers = space.analogy(ra, rb, rc, topn=top, method=method)
+    if json_out:
+        print(json.dumps({"a": ra.ids, "b": rb.ids, "c": rc.ids, "method": method,
+                          "answers": [n.as_dict() for n in answers]}, indent=2))
+        return
+    title = f"{a} − {b} + {c}  ({'3CosAdd' if method == 'add' else '3CosMul'})"
+    out.print(_neighbor_table(title, answers))
+    out.print(f"[dim]{'; '.join(_describe(r) for r in (ra, rb, rc))}[/]")
+    note = _excluded_note(space)
+    if note:
+        out.print(f"[dim]{note}[/]")
+
+
+@app.command()
+@handle_errors
+def analogy(a: str = typer.Argument(..., help="A, as in A − B + C (king)"), b: str = typer.Argument(..., help="B (man)"),
+            c: str = typer.Argument(..., help="C (woman)"), run: Optional[str] = RunOpt, step: Optional[int] = StepOpt,
+            top: int = TopOpt, method: str = typer.Option("add", "--method", help="add (3CosAdd) or mul (3CosMul)."),
+            min_count: int = MinCountOpt, exact: bool = ExactOpt, combine: Optional[str] = CombineOpt,
+            json_out: bool = JsonOpt):
+    """A − B + C: 'king man woman' should give queen. Answers exclude A, B and C."""
+    if method not in ("add", "mul"):
+        raise EmbcliError(f"--method takes add or mul (got {method!r})")
+    show_analogy(_space(run, step, min_count), a, b, c, top, method, exact, combine, json_out)
+
+
+def show_similarity(space, w1, w2, exact, combine, json_out, out=None):
+    r1, r2 = _resolve_all(space, [w1, w2], exact, combine)
+    sim = space.similarity(r1, r2)
+    if json_out:
+        print(json.dumps({"a": r1.ids, "b": r2.ids, "similarity": sim}))
+        return
+    (out or _out()).print(f"cosine({_describe(r1)}, {_describe(r2)}) = [bold]{sim:.4f}[/]")
+
+
+@app.command()
+@handle_errors
+def similarity(w1: str, w2: str, run: Optional[str] = RunOpt, step: Optional[int] = StepOpt, exact: bool = ExactOpt,
+               combine: Optional[str] = CombineOpt, json_out: bool = JsonOpt):
+    """Cosine similarity of two words."""
+    show_similarity(_space(run, step, 0), w1, w2, exact, combine, json_out)
+
+
+def show_odd_one_out(space, words, exact, combine, json_out, out=None):
+    resolved = _resolve_all(space, words, exact, combine)
+    odd, ranked = space.doesnt_match(resolved)
+    if json_out:
+        print(json.dumps({"odd_one_out": odd.text, "scores": [{"word": r.text, "cosine_to_mean": s} for s, r in ranked]},
+                         indent=2))
+        return
+    out = out or _out()
+    out.print(f"odd one out: [bold]{odd.text}[/]")
+    for s, r in ranked:
+        out.print(f"  {r.text:<16} {s:.4f}  cosine to the mean")
+
+
+@app.command("odd-one-out")
+@handle_errors
+def odd_one_out(words: List[str] = typer.Argument(..., help="Two or more words."), run: Optional[str] = RunOpt,
+                step: Optional[int] = StepOpt, exact: bool = ExactOpt, combine: Optional[str] = CombineOpt,
+                json_out: bool = JsonOpt):
+    """Which word doesn't belong (gensim's doesnt_match)."""
+    show_odd_one_out(_space(run, step, 0), words, exact, combine, json_out)
+
+
+@app.command()
+@handle_errors
+def tokenize(text: str = typer.Argument(..., help="Text to split into GPT-2 tokens."), json_out: bool = JsonOpt):
+    """Text → GPT-2 token ids and pieces ("The cat" → 464, 3797)."""
+    show_tokenize(text, json_out)
+
+
+def show_tokenize(text, json_out, out=None):
+    from .tokenizer import encode, show_token
+
+    ids = encode(text)
+    if json_out:
+        print(json.dumps({"text": text, "ids": ids, "pieces": [show_token(i) for i in ids]}))
+        return
+    out = out or _out()
+    out.print(f"{len(ids)} token{'s' if len(ids) != 1 else ''}: " + "  ".join(f"[cyan]{show_token(i)}[/]({i})" for i in ids))
+
+
+# ---------------------------------------------------------------------------------------------
+# inspect
+# ---------------------------------------------------------------------------------------------
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values) -> str:
+    import numpy as np
+
+    v = np.asarray(values, dtype=np.float64)
+    lo, hi = float(v.min()), float(v.max())
+    if hi <= lo:
+        return SPARK[0] * len(v)
+    idx = np.clip(((v - lo) / (hi - lo) * (len(SPARK) - 1)).round().astype(int), 0, len(SPARK) - 1)
+    return "".join(SPARK[i] for i in idx)
+
+
+def heat_strip(values) -> str:
+    """Each value as a coloured block: blue negative, red positive, brightness by size."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=np.float64)
+    scale = float(np.abs(v).max()) or 1.0
+    cells = []
+    for x in v:
+        t = abs(x) / scale
+        level = int(80 + 175 * t)
+        colour = f"rgb({level},{int(60 * (1 - t))},{int(60 * (1 - t))})" if x >= 0 else \
+            f"rgb({int(60 * (1 - t))},{int(60 * (1 - t))},{level})"
+        cells.append(f"[{colour}]█[/]")
+    return "".join(cells)
+
+
+def show_row(space, token_id, top, json_out, how: str | None = None, out=None):
+    import numpy as np
+
+    stats = space.row_stats(token_id)
+    row = np.asarray(space.vectors[token_id], dtype=np.float32)
+    from .space import Resolved
+
+    neighbors = space.most_similar([Resolved(str(token_id), [token_id], "id")], topn=top)
+    if json_out:
+        print(json.dumps(dict(stats, values=row.tolist(), neighbors=[n.as_dict() for n in neighbors]), indent=2))
+        return
+    out = out or _out()
+    count = "unknown" if stats["count"] is None else f"{stats['count']:,}"
+    out.print(f"row [bold]{token_id}[/] = [cyan]{stats['token']}[/]" + (f"  ({how})" if how else "")
+              + f"   seen {count} times in training" + ("  [yellow](untrained: still noise)[/]" if stats["count"] == 0 else ""))
+    out.print(f"norm {stats['norm']:.4f}   mean {stats['mean']:+.4f}   std {stats['std']:.4f}   "
+              f"min {stats['min']:+.4f}   max {stats['max']:+.4f}   dim {stats['dim']}")
+    out.print("first values: " + ", ".join(f"{x:+.4f}" for x in row[:8]) + (" ..." if len(row) > 8 else ""))
+    width = 64
+    out.print("all values (sparkline, low ▁ … █ high):")
+    for i in range(0, len(row), width):
+        out.print(f"  {i:>4} {sparkline(row[i:i + width]) if row.max() > row.min() else ''}")
+    out.print("heat strip (blue < 0 < red):")
+    for i in range(0, len(row), width):
+        out.print(f"  {i:>4} {heat_strip(row[i:i + width])}")
+    out.print(_neighbor_table("nearest neighbours", neighbors))
+
+
+@inspect_app.command("row")
+@handle_errors
+def inspect_row(row: str = typer.Argument(..., help="Row number = token id (3797 is ' cat')."), run: Optional[str] = RunOpt,
+                step: Optional[int] = StepOpt, top: int = TopOpt, json_out: bool = JsonOpt):
+    """One row of the table: its token, count, statistics, values and neighbours."""
+    from .space import parse_row
+
+    token_id = parse_row(row)
+    show_row(_space(run, step, 1), token_id, top, json_out)
+
+
+@inspect_app.command("token")
+@handle_errors
+def inspect_token(word: str, run: Optional[str] = RunOpt, step: Optional[int] = StepOpt, top: int = TopOpt,
+                  exact: bool = ExactOpt, json_out: bool = JsonOpt):
+    """The same as 'inspect row', by word."""
+    space = _space(run, step, 1)
+    r = space.resolve(word, exact=exact)
+    show_row(space, r.ids[0], top, json_out, how=_describe(r))
+
+
+@inspect_app.command("table")
+@handle_errors
+def inspect_table(run: Optional[str] = RunOpt, step: Optional[int] = StepOpt, json_out: bool = JsonOpt):
+    """The whole table: shape, size, share of the model, tying, row norms, rows training touched."""
+    from .checkpoint import read_meta
+
+    space = _space(run, step, 1)
+    meta = read_meta(Path(space.source))
+    stats = space.table_stats(meta.get("model"))
+    if json_out:
+        print(json.dumps(stats, indent=2))
+        return
+    out = _out()
+    out.print(f"table of {space.source}" + (f" at step {space.step}" if space.step is not None else ""))
+    out.print(f"shape {stats['rows']:,} × {stats['dim']} = {stats['parameters']:,} parameters, {stats['dtype']}, "
+              f"{stats['bytes'] / 2**20:.1f} MiB")
+    if stats.get("model_parameters"):
+        out.print(f"share of the model: {stats['share_of_model']:.1%} of {stats['model_parameters']:,} parameters; "
+                  f"{'tied to the output layer' if stats.get('tied') else 'not tied'}")
+    p = stats["norm_percentiles"]
+    out.print("row norms: " + "  ".join(f"p{k} {v:.3f}" for k, v in p.items()))
+    if "rows_trained" in stats:
+        out.print(f"rows whose token occurred in training: {stats['rows_trained']:,}; never occurred: "
+                  f"{stats['rows_untrained']:,}")
+        if "median_norm_trained" in stats:
+            out.print(f"median norm: trained rows {stats['median_norm_trained']:.3f}, untrained "
+                      f"{stats['median_norm_untrained']:.3f}")
+
+
+@inspect_app.command("model")
+@handle_errors
+def inspect_model(run: Optional[str] = RunOpt, config: Optional[str] = typer.Option(
+        None, "--config", "-c", help="Describe a config instead of a run."),
+        set_: Optional[List[str]] = typer.Option(None, "--set", "-s"), json_out: bool = JsonOpt):
+    """Parameters of a run's model (or of a config) and the token table's share of them."""
+    if config:
+        from .config import load_config
+
+        cfg = load_config(config, set_)
+        info, shape = cfg.parameter_count(), cfg.to_dict()
+        source = f"config {config}"
+    else:
+        from .checkpoint import CONFIG, find_run, read_meta
+
+        run_dir = find_run(run)
+        info = read_meta(run_dir).get("model") or {}
+        shape = json.loads((run_dir / CONFIG).read_text()) if (run_dir / CONFIG).is_file() else {}
+        source = str(run_dir)
+    if json_out:
+        print(json.dumps(dict(info, config={k: shape.get(k) for k in ("n_layer", "n_head", "n_embd", "block_size")}), indent=2))
+        return
+    out = _out()
+    out.print(f"{source}: {shape.get('n_layer')} layers, {shape.get('n_head')} heads, d {shape.get('n_embd')}, "
+              f"context {shape.get('block_size')}")
+    out.print(f"{info['parameters']:,} parameters; token table {info['rows']:,} × {info['dim']} = "
+              f"{info['table_parameters']:,} ({info['table_share']:.1%}), "
+              f"{'tied: the same matrix is the output layer' if info.get('tied') else 'untied'}")
+
+
+# ---------------------------------------------------------------------------------------------
+# shell
+# ---------------------------------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def shell(run: Optional[str] = RunOpt, step: Optional[int] = StepOpt, top: int = TopOpt, min_count: int = MinCountOpt):
+    """An interactive prompt that keeps the table loaded (word2vec's distance, fastText's nn)."""
+    from .shell import run_shell
+
+    run_shell(_space(run, step, min_count), top)
+
+
+def main() -> None:
+    app(prog_name="embcli")
+
+
+if __name__ == "__main__":
+    main()

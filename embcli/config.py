@@ -1,0 +1,169 @@
+"""Training configuration: one dataclass, loaded from TOML, overridden field by field.
+
+``configs/*.toml`` hold named recipes; ``embcli train --config tiny --set n_layer=2`` starts from
+one and changes what you name. Every key is checked: a misspelt key is an error that names it,
+never a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+
+import tomllib
+
+from .errors import EmbcliError
+
+
+@dataclass
+class TrainConfig:
+    # --- model (GPT-2 architecture) ---
+    vocab_size: int = 50257  # GPT-2's BPE: 50256 merges + <|endoftext|>
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 128  # context length in tokens
+    dropout: float = 0.0
+    bias: bool = True
+    # --- optimisation ---
+    batch_size: int = 32  # sequences per micro-step, per process
+    grad_accum: int = 1  # micro-steps per optimizer step, over all processes together
+    learning_rate: float = 3e-3
+    embedding_lr: float = 0.0  # learning rate of the token table; 0 means learning_rate
+    min_lr_ratio: float = 0.1  # the cosine schedule ends at learning_rate * min_lr_ratio
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    # --- when to stop (the first reached wins; 0 means no limit) ---
+    max_steps: int = 2000
+    max_tokens: int = 0
+    time_budget: float = 0.0  # seconds
+    # --- evaluation and saving ---
+    eval_interval: int = 200  # steps between validation losses
+    eval_batches: int = 8
+    checkpoint_interval: int = 500  # steps between checkpoints (and a last one at the end)
+    snapshots: bool = True  # keep copies of the table at step 0 and 10, 30, 100, 300, ...
+    # --- speed ---
+    dtype: str = "auto"  # auto | float32 | bfloat16 (autocast); auto: bf16 on CUDA, float32 elsewhere
+    loss: str = "fused"  # fused: chunked linear + cross-entropy, never the full logits; plain
+    loss_chunk: int = 256  # rows per chunk of the fused loss
+    output_vocab: str = "full"  # full: softmax over all 50257 ids; corpus: only ids the corpus has
+    compile: bool = False  # torch.compile the model
+    # --- reproducibility ---
+    seed: int = 1337
+
+    def validate(self) -> TrainConfig:
+        problems = []
+        positive = ["vocab_size", "n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum",
+                    "eval_batches", "eval_interval", "checkpoint_interval", "loss_chunk"]
+        for name in positive:
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be > 0 (got {getattr(self, name)})")
+        for name in ["max_steps", "max_tokens", "time_budget", "warmup_steps", "weight_decay", "grad_clip",
+                     "embedding_lr"]:
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0 (got {getattr(self, name)})")
+        if not self.learning_rate > 0:
+            problems.append(f"learning_rate must be > 0 (got {self.learning_rate})")
+        if not 0 <= self.dropout < 1:
+            problems.append(f"dropout must be in [0, 1) (got {self.dropout})")
+        if not 0 <= self.min_lr_ratio <= 1:
+            problems.append(f"min_lr_ratio must be in [0, 1] (got {self.min_lr_ratio})")
+        for name in ["beta1", "beta2"]:
+            if not 0 <= getattr(self, name) < 1:
+                problems.append(f"{name} must be in [0, 1) (got {getattr(self, name)})")
+        if self.n_head > 0 and self.n_embd % self.n_head:
+            problems.append(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
+        if self.vocab_size != 50257:
+            problems.append(f"vocab_size must be 50257, GPT-2's tokenizer (got {self.vocab_size})")
+        choices = {"dtype": ("auto", "float32", "bfloat16"), "loss": ("fused", "plain"),
+                   "output_vocab": ("full", "corpus")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name} must be one of {', '.join(allowed)} (got {getattr(self, name)!r})")
+        if not (self.max_steps or self.max_tokens or self.time_budget):
+            problems.append("set at least one of max_steps, max_tokens, time_budget")
+        if problems:
+            raise EmbcliError("invalid config: " + "; ".join(problems))
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def parameter_count(self) -> dict:
+        """Parameters of the model this config builds, counted without building it."""
+        d, bias = self.n_embd, int(self.bias)
+        per_block = 12 * d * d + bias * 9 * d + 4 * d if bias else 12 * d * d + 2 * d
+        table = self.vocab_size * d
+        total = table + self.block_size * d + self.n_layer * per_block + (1 + bias) * d
+        return {"parameters": total, "table_parameters": table, "table_share": table / total,
+                "rows": self.vocab_size, "dim": d, "tied": True}
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.grad_accum * self.block_size
+
+
+FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+def _coerce(key: str, value, source: str):
+    """Check a value against the field's type; strings from the command line are parsed."""
+    kind = type(getattr(TrainConfig(), key))
+    if isinstance(value, str) and kind is not str:
+        text = value.strip()
+        try:
+            if kind is bool:
+                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                return text.lower() in ("true", "1", "yes")
+            return kind(float(text)) if kind is int and "e" in text.lower() else kind(text)
+        except ValueError:
+            raise EmbcliError(f"{source}: {key} must be a {kind.__name__} (got {value!r})") from None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not kind:
+        raise EmbcliError(f"{source}: {key} must be a {kind.__name__} (got {value!r})")
+    return value
+
+
+def apply(config: TrainConfig, values: dict, source: str) -> TrainConfig:
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise EmbcliError(f"{source}: unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
+    changes = {k: _coerce(k, v, source) for k, v in values.items()}
+    return dataclasses.replace(config, **changes)
+
+
+def builtin_configs_dir() -> Path:
+    """``configs/`` beside the package in a checkout, or the copy installed inside it."""
+    checkout = Path(__file__).resolve().parent.parent / "configs"
+    if checkout.is_dir():
+        return checkout
+    return Path(str(resources.files("embcli") / "configs"))
+
+
+def load_config(name_or_path: str = "tiny", overrides: list[str] | None = None) -> TrainConfig:
+    """A named config (``tiny``, ``gpt2-small``) or a TOML path, then ``key=value`` overrides."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = builtin_configs_dir() / f"{name_or_path}.toml"
+    if not path.is_file():
+        known = sorted(p.stem for p in builtin_configs_dir().glob("*.toml"))
+        raise EmbcliError(f"no config {name_or_path!r} (built-in: {', '.join(known)}; or give a .toml path)")
+    try:
+        values = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise EmbcliError(f"{path}: not valid TOML ({exc})") from None
+    config = apply(TrainConfig(), values, str(path))
+    pairs = {}
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise EmbcliError(f"--set takes KEY=VALUE (got {item!r})")
+        pairs[key.strip()] = value
+    return apply(config, pairs, "--set")

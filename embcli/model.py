@@ -1,0 +1,203 @@
+"""A GPT-2-style transformer whose output layer *is* its token-embedding table.
+
+Read top to bottom, as nanoGPT's model.py: token + learned position embeddings, pre-LayerNorm
+blocks (causal self-attention, GELU MLP), a final LayerNorm, and logits = h @ wte.T. Because the
+same matrix reads tokens in and scores tokens out ("weight tying", as GPT-2 does), every row of
+the table is pushed by both jobs: a row must be a good input for its token and a good target
+direction for contexts that predict it. That is why similar tokens end up near each other.
+
+For GPT-2 small the table is 50257 × 768 = 38.6M of the model's 124M parameters, and the output
+matmul against it is most of the compute of a small model. :func:`fused_linear_cross_entropy`
+computes that layer and the loss chunk by chunk, so the (tokens × 50257) logits never exist whole.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 50257
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    block_size: int = 1024
+    dropout: float = 0.0
+    bias: bool = True
+
+    @classmethod
+    def from_train_config(cls, cfg) -> GPTConfig:
+        return cls(**{k: getattr(cfg, k) for k in cls.__dataclass_fields__})
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.n_head = config.n_head
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = config.dropout
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        # (B, T, C) -> (B, heads, T, head_dim)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        # flash attention on CUDA, a fused kernel on CPU; the causal mask is built in
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # the table: embcli's product
+        self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        # No separate lm_head: the output layer reads self.wte.weight, so tying is not an
+        # aliasing trick but a single Parameter, saved once and counted once.
+        self.apply(self._init_weights)
+        # GPT-2: residual projections scaled by 1/sqrt(2 * n_layer), so the residual stream's
+        # variance does not grow with depth
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        # Every row of the table starts as N(0, 0.02) noise: no token means anything yet.
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    @property
+    def output_weight(self) -> torch.Tensor:
+        return self.wte.weight
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())  # parameters() yields a shared one once
+
+    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        """The final hidden states (B, T, C), before the output layer."""
+        B, T = idx.shape
+        if T > self.config.block_size:
+            raise ValueError(f"sequence of {T} tokens is longer than block_size {self.config.block_size}")
+        pos = torch.arange(T, device=idx.device)
+        x = self.drop(self.wte(idx) + self.wpe(pos))
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_f(x)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *, loss_impl: str = "fused",
+                chunk: int = 256, vocab_ids: torch.Tensor | None = None):
+        """Logits when ``targets`` is None, else the mean next-token cross-entropy.
+
+        ``vocab_ids`` restricts the softmax to those ids (targets must be among them); it is the
+        "corpus" output vocabulary, an option that cuts work rather than doing it faster.
+        """
+        h = self.hidden(idx)
+        weight = self.output_weight
+        if targets is None:
+            return h @ weight.t()
+        h, targets = h.reshape(-1, h.size(-1)), targets.reshape(-1)
+        if vocab_ids is not None:
+            weight = weight[vocab_ids]
+            targets = remap_targets(targets, vocab_ids, self.config.vocab_size)
+        if loss_impl == "plain":
+            return F.cross_entropy(h @ weight.t(), targets)
+        return fused_linear_cross_entropy(h, weight, targets, chunk)
+
+
+def remap_targets(targets: torch.Tensor, vocab_ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    lookup = torch.full((vocab_size,), -100, dtype=torch.long, device=targets.device)
+    lookup[vocab_ids] = torch.arange(len(vocab_ids), device=targets.device)
+    return lookup[targets]
+
+
+class _FusedLinearCrossEntropy(torch.autograd.Function):
+    """mean CE(h @ W.T, y) with its gradients formed during the forward pass, chunk by chunk.
+
+    The loss is a scalar, so d(loss)/d(h) and d(loss)/d(W) are known once the softmax of a chunk
+    is known: softmax(z) - onehot(y), scaled by 1/N. Computing them right away means each chunk's
+    (rows × vocab) logits are used while they sit in cache and then dropped — never the full
+    (N × vocab) tensor, never a second pass. Backward only scales the stored gradients.
+    """
+
+    @staticmethod
+    def forward(ctx, h, weight, targets, chunk):
+        n, d = h.shape
+        on = h.device.type
+        compute = torch.get_autocast_dtype(on) if torch.is_autocast_enabled(on) else h.dtype
+        with torch.autocast(on, enabled=False):
+            w, hs = weight.to(compute), h.to(compute)
+            grad_h = torch.empty(n, d, dtype=compute, device=h.device)
+            grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=h.device)
+            logits = torch.empty(min(chunk, n), weight.size(0), dtype=compute, device=h.device)  # reused
+            total = torch.zeros((), dtype=torch.float32, device=h.device)
+            valid = targets != -100
+            for start in range(0, n, chunk):
+                hc, yc, ok = hs[start:start + chunk], targets[start:start + chunk], valid[start:start + chunk]
+                rows = len(yc)
+                z = torch.mm(hc, w.t(), out=logits[:rows])
+                logp = torch.log_softmax(z, dim=1, dtype=torch.float32)  # the softmax in float32, always
+                y = yc.clamp(min=0)
+                total -= (logp.gather(1, y[:, None]).squeeze(1) * ok).sum()
+                grad = logp.exp_()  # softmax
+                grad[torch.arange(rows, device=h.device), y] -= 1.0  # softmax - onehot
+                if not bool(ok.all()):
+                    grad[~ok] = 0.0
+                grad = grad.to(compute)
+                torch.mm(grad, w, out=grad_h[start:start + rows])
+                grad_w.add_(grad.t() @ hc)  # accumulated in float32 whatever the compute dtype
+        scale = 1.0 / valid.sum().clamp(min=1).to(torch.float32)
+        ctx.save_for_backward(grad_h, grad_w, scale)
+        ctx.dtypes = (h.dtype, weight.dtype)
+        return total * scale
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad_h, grad_w, scale = ctx.saved_tensors
+        s = grad_out * scale
+        h_dtype, w_dtype = ctx.dtypes
+        return (grad_h.float() * s).to(h_dtype), (grad_w * s).to(w_dtype), None, None
+
+
+def fused_linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int = 128):
+    """mean cross-entropy of (h @ weight.T) against targets (-100 = ignored), chunk rows at a time."""
+    return _FusedLinearCrossEntropy.apply(h, weight, targets, chunk)

@@ -1,0 +1,84 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from embcli.model import GPT, GPTConfig, fused_linear_cross_entropy
+
+
+def small(**kw):
+    return GPT(GPTConfig(**dict(dict(n_layer=2, n_head=2, n_embd=32, block_size=16), **kw)))
+
+
+def test_output_layer_is_the_embedding_table():
+    model = small()
+    assert model.output_weight is model.wte.weight
+    names = [n for n, _ in model.named_parameters()]
+    assert "wte.weight" in names and not any("lm_head" in n for n in names)
+    # the shared matrix is counted once
+    assert model.num_parameters() == sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    x = torch.randint(0, 50257, (2, 8))
+    logits = model(x)
+    h = model.hidden(x)
+    torch.testing.assert_close(logits, h @ model.wte.weight.t())
+
+
+def test_gpt2_small_parameter_count():
+    with torch.device("meta"):
+        model = GPT(GPTConfig())
+    assert model.num_parameters() == 124_439_808
+    assert model.wte.weight.numel() == 50257 * 768
+
+
+def test_table_starts_as_gpt2_noise():
+    torch.manual_seed(0)
+    w = small(n_embd=64).wte.weight.detach()
+    assert abs(w.mean().item()) < 1e-3
+    assert math.isclose(w.std().item(), 0.02, rel_tol=0.02)
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 1000])
+def test_fused_loss_matches_plain_loss_and_gradients(chunk):
+    torch.manual_seed(0)
+    h = torch.randn(300, 16, requires_grad=True)
+    w = (torch.randn(1000, 16) * 0.3).requires_grad_()
+    y = torch.randint(0, 1000, (300,))
+    y[5] = -100  # ignored position
+    plain = F.cross_entropy(h @ w.t(), y)
+    gh, gw = torch.autograd.grad(plain * 3, [h, w])
+    fused = fused_linear_cross_entropy(h, w, y, chunk)
+    fh, fw = torch.autograd.grad(fused * 3, [h, w])
+    torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fh, gh, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(fw, gw, rtol=1e-4, atol=1e-6)
+
+
+def test_fused_loss_under_bf16_autocast_is_close():
+    torch.manual_seed(0)
+    h = torch.randn(64, 32)
+    w = torch.randn(500, 32) * 0.1
+    y = torch.randint(0, 500, (64,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fused = fused_linear_cross_entropy(h, w, y)
+    assert fused.dtype == torch.float32
+    torch.testing.assert_close(fused, F.cross_entropy(h @ w.t(), y), rtol=2e-2, atol=2e-2)
+
+
+def test_model_losses_agree_between_implementations_and_vocab_restriction():
+    torch.manual_seed(0)
+    model = small()
+    x = torch.randint(0, 50257, (2, 16))
+    y = torch.randint(0, 50257, (2, 16))
+    torch.testing.assert_close(model(x, y, loss_impl="fused"), model(x, y, loss_impl="plain"))
+    ids = torch.unique(torch.cat([y.flatten(), torch.arange(100)]))
+    restricted = model(x, y, vocab_ids=ids, loss_impl="plain")
+    full_logits = model(x)[..., ids]
+    remapped = torch.searchsorted(ids, y)
+    torch.testing.assert_close(restricted, F.cross_entropy(full_logits.reshape(-1, len(ids)), remapped.flatten()))
+    torch.testing.assert_close(model(x, y, vocab_ids=ids), restricted)
+
+
+def test_context_longer_than_block_size_is_refused():
+    with pytest.raises(ValueError, match="longer than block_size"):
+        small()(torch.zeros(1, 17, dtype=torch.long))

@@ -1,0 +1,166 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from embcli import checkpoint
+from embcli.data import CorpusSpec
+from embcli.errors import EmbcliError
+from embcli.train import learning_rate, pick_device, train
+
+
+def spec(path):
+    return CorpusSpec(paths=[str(path)])
+
+
+def losses(run):
+    return [row[2] for row in checkpoint.read_meta(run)["history"]["train"]]
+
+
+def test_loss_falls_and_run_is_complete(corpus_file, tiny):
+    result = train(tiny(max_steps=40), spec(corpus_file), name="a", progress=False)
+    run = result.run
+    hist = losses(run)
+    assert len(hist) == 40
+    assert np.mean(hist[-5:]) < hist[0] - 2.0  # from ~10.8 (uniform over 50257) down a long way
+    meta = checkpoint.read_meta(run)
+    assert meta["status"] == "finished" and meta["step"] == 40 and meta["tokens_seen"] == 40 * 8 * 32
+    assert meta["val_loss"] is not None and meta["corpus"]["tokens"]["train"] > 0
+    assert meta["model"]["tied"] and meta["versions"]["torch"] == torch.__version__
+    # the table as .npy equals the model's wte in safetensors; counts are the corpus's
+    table = np.load(run / "embeddings.npy")
+    weights = load_file(str(run / "checkpoint" / "model.safetensors"))
+    assert table.dtype == np.float32 and table.shape == (50257, 32)
+    np.testing.assert_array_equal(table, weights["wte.weight"].numpy())
+    assert not any(k.startswith("lm_head") for k in weights)
+    assert np.load(run / "counts.npy")[3797] > 0
+    # snapshots at 0, 10, 30 and the end; step 0 is the untrained N(0, 0.02) table
+    steps = [s for s, _ in checkpoint.list_snapshots(run)]
+    assert steps == [0, 10, 30, 40]
+    start = np.load(run / "snapshots" / "step_00000000.npy")
+    assert abs(start.std() - 0.02) < 0.001
+    assert json.loads((run / "config.json").read_text())["n_embd"] == 32
+
+
+def test_same_seed_same_run(corpus_file, tiny):
+    a = train(tiny(max_steps=8), spec(corpus_file), name="a", progress=False).run
+    b = train(tiny(max_steps=8), spec(corpus_file), name="b", progress=False).run
+    c = train(tiny(max_steps=8, seed=7), spec(corpus_file), name="c", progress=False).run
+    assert losses(a) == losses(b)
+    np.testing.assert_array_equal(np.load(a / "embeddings.npy"), np.load(b / "embeddings.npy"))
+    assert losses(a) != losses(c)
+
+
+def test_resume_continues_the_same_trajectory(corpus_file, tiny):
+    whole = train(tiny(max_steps=24), spec(corpus_file), name="whole", progress=False).run
+
+    def interrupt(trainer):
+        if trainer.step == 13:
+            raise KeyboardInterrupt
+
+    with pytest.raises(EmbcliError, match="interrupted at step 13") as info:
+        train(tiny(max_steps=24), spec(corpus_file), name="cut", progress=False, on_step=interrupt)
+    assert info.value.exit_code == 130
+    cut = checkpoint.find_run("cut")
+    assert checkpoint.read_meta(cut)["status"] == "interrupted"
+    result = train(None, resume="cut", progress=False)
+    assert result.step == 24
+    assert losses(cut) == losses(whole)
+    np.testing.assert_array_equal(np.load(cut / "embeddings.npy"), np.load(whole / "embeddings.npy"))
+
+
+def test_resume_can_extend_a_finished_run(corpus_file, tiny):
+    train(tiny(max_steps=6), spec(corpus_file), name="r", progress=False)
+    result = train(None, resume="r", progress=False, stop_overrides={"max_steps": 9})
+    assert result.step == 9 and len(losses(result.run)) == 9
+
+
+def test_crash_while_saving_keeps_the_previous_checkpoint(corpus_file, tiny, monkeypatch):
+    run = train(tiny(max_steps=10), spec(corpus_file), name="c", progress=False).run
+    before = load_file(str(run / "checkpoint" / "model.safetensors"))
+
+    def broken_write(folder):
+        (folder / "model.safetensors").write_bytes(b"half a file")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(EmbcliError, match="previous one is intact"):
+        checkpoint.write_checkpoint_dir(run, broken_write)
+    after = load_file(str(run / "checkpoint" / "model.safetensors"))
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not [p for p in run.iterdir() if p.name.startswith(".checkpoint-")]
+
+
+def test_swap_cut_short_falls_back_to_old_checkpoint(corpus_file, tiny):
+    run = train(tiny(max_steps=4), spec(corpus_file), name="s", progress=False).run
+    (run / "checkpoint").rename(run / "checkpoint.old")  # the crash between the two renames
+    assert checkpoint.checkpoint_dir(run) == run / "checkpoint.old"
+    assert train(None, resume="s", progress=False, stop_overrides={"max_steps": 6}).step == 6
+
+
+def test_resume_from_damaged_run_is_one_clear_error(corpus_file, tiny):
+    run = train(tiny(max_steps=4), spec(corpus_file), name="d", progress=False).run
+    (run / "checkpoint" / "optimizer.safetensors").write_bytes(b"garbage")
+    with pytest.raises(EmbcliError, match="damaged"):
+        train(None, resume="d", progress=False, stop_overrides={"max_steps": 6})
+    (run / "config.json").write_text("{not json")
+    with pytest.raises(EmbcliError, match="config.json is missing or damaged"):
+        train(None, resume="d", progress=False)
+    with pytest.raises(EmbcliError, match="no run 'nope'"):
+        train(None, resume="nope", progress=False)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(corpus_file, tiny, monkeypatch):
+    from embcli import train as train_mod
+
+    real = train_mod.Trainer.train_step
+
+    def poisoned(self):
+        return float("nan") if self.step == 12 else real(self)
+
+    monkeypatch.setattr(train_mod.Trainer, "train_step", poisoned)
+    with pytest.raises(EmbcliError, match="diverged.*step 13.*step 10") as info:
+        train(tiny(max_steps=20), spec(corpus_file), name="n", progress=False)
+    assert info.value.exit_code == 1
+    meta = checkpoint.read_meta(checkpoint.find_run("n"))
+    assert meta["step"] == 10
+    assert json.loads((checkpoint.find_run("n") / "checkpoint" / "state.json").read_text())["step"] == 10
+
+
+def test_gradient_accumulation_matches_a_bigger_batch(corpus_file, tiny):
+    big = train(tiny(max_steps=3, batch_size=8, grad_accum=1), spec(corpus_file), name="big", progress=False).run
+    acc = train(tiny(max_steps=3, batch_size=4, grad_accum=2), spec(corpus_file), name="acc", progress=False).run
+    np.testing.assert_allclose(losses(big), losses(acc), rtol=1e-4)
+
+
+def test_stop_by_tokens_and_time(corpus_file, tiny):
+    r = train(tiny(max_steps=0, max_tokens=5 * 256), spec(corpus_file), name="t", progress=False)
+    assert r.step == 5
+    r = train(tiny(max_steps=0, time_budget=0.5), spec(corpus_file), name="u", progress=False)
+    assert r.step >= 1 and r.seconds < 30
+
+
+def test_schedule_warms_up_then_decays(tiny):
+    cfg = tiny(learning_rate=1.0, warmup_steps=10, min_lr_ratio=0.1, max_steps=100)
+    assert learning_rate(cfg, 0, 0.0) == pytest.approx(0.1)
+    assert learning_rate(cfg, 9, 0.09) == pytest.approx(1.0)
+    assert learning_rate(cfg, 50, 0.5) == pytest.approx(0.55)
+    assert learning_rate(cfg, 100, 1.0) == pytest.approx(0.1)
+
+
+def test_devices():
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(EmbcliError, match="unknown device"):
+        pick_device("tpu7")
+    if not torch.cuda.is_available():
+        with pytest.raises(EmbcliError, match="no CUDA GPU"):
+            pick_device("cuda")
+
+
+def test_unwritable_runs_folder(corpus_file, tiny, tmp_path):
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("x")
+    with pytest.raises(EmbcliError, match="cannot write runs"):
+        train(tiny(max_steps=1), spec(corpus_file), runs_dir=blocked / "runs", progress=False)
