@@ -16,9 +16,11 @@ import typer
 
 from .errors import EmbcliError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# rich_markup_mode=None: plain click messages for usage errors (a few lines, not a drawn box), and
+# typer's rich help machinery is never imported on the query path.
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Train GPT-2-style token embeddings on a corpus and explore what the table learned.")
-inspect_app = typer.Typer(no_args_is_help=True, help="Look inside a model, its table, a row or a token.")
+inspect_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Look inside a model, its table, a row or a token.")
 app.add_typer(inspect_app, name="inspect")
 
 
@@ -434,7 +436,7 @@ def show_row(space, token_id, top, json_out, how: str | None = None, out=None):
     out.print(_neighbor_table("nearest neighbours", neighbors))
 
 
-@inspect_app.command("row")
+@inspect_app.command("row", context_settings={"ignore_unknown_options": True})  # so "-1" reaches parse_row
 @handle_errors
 def inspect_row(row: str = typer.Argument(..., help="Row number = token id (3797 is ' cat')."), run: Optional[str] = RunOpt,
                 step: Optional[int] = StepOpt, top: int = TopOpt, json_out: bool = JsonOpt):
@@ -512,6 +514,207 @@ def inspect_model(run: Optional[str] = RunOpt, config: Optional[str] = typer.Opt
     out.print(f"{info['parameters']:,} parameters; token table {info['rows']:,} × {info['dim']} = "
               f"{info['table_parameters']:,} ({info['table_share']:.1%}), "
               f"{'tied: the same matrix is the output layer' if info.get('tied') else 'untied'}")
+
+
+# ---------------------------------------------------------------------------------------------
+# eval, export, import-hf
+# ---------------------------------------------------------------------------------------------
+
+
+def _fmt_score(value: float, used: int, total: int) -> str:
+    import math
+
+    shown = "n/a" if math.isnan(value) else f"{value:.3f}"
+    return f"{shown}  ({used:,}/{total:,} = {used / total:.0%})" if total else shown
+
+
+@app.command("eval")
+@handle_errors
+def evaluate(run: Optional[str] = RunOpt, step: Optional[int] = StepOpt, min_count: int = MinCountOpt,
+             pairs: Optional[Path] = typer.Option(None, "--pairs", help="Word-pair file (default WordSim353)."),
+             analogies: Optional[Path] = typer.Option(None, "--analogies", help="Analogy file (default Google's)."),
+             baseline: Optional[str] = typer.Option(None, "--baseline", help="'word2vec': train gensim Word2Vec "
+                                                    "on the same tokens and compare."),
+             sections: bool = typer.Option(False, "--sections", help="Show analogy accuracy per section."),
+             json_out: bool = JsonOpt):
+    """WordSim353 (Spearman ρ) and Google analogies (accuracy), with coverage; optionally vs word2vec."""
+    from .evaluate import evaluate_analogies, evaluate_pairs
+
+    if baseline not in (None, "word2vec"):
+        raise EmbcliError(f"--baseline takes 'word2vec' (got {baseline!r})")
+    space = _space(run, step, min_count)
+    tables = [("embcli", space, None)]
+    if baseline:
+        tables.append(_word2vec_space(space, min_count))
+    results = {}
+    for name, sp, info in tables:
+        ws, an = evaluate_pairs(sp, pairs), evaluate_analogies(sp, analogies)
+        results[name] = {"wordsim_spearman": ws.spearman, "wordsim_pearson": ws.pearson, "pairs_used": ws.used,
+                         "pairs_total": ws.total, "pairs_malformed": ws.malformed, "analogy_accuracy": an.accuracy,
+                         "analogies_correct": an.correct, "analogies_used": an.used, "analogies_total": an.total,
+                         "analogies_malformed": an.malformed, "sections": an.sections, **(info or {})}
+    if json_out:
+        print(json.dumps(results, indent=2, default=str))
+        return
+    from rich.table import Table
+
+    out = _out()
+    table = Table(title=f"evaluation of {space.source}" + (f" at step {space.step}" if space.step is not None else ""),
+                  title_justify="left")
+    table.add_column("")
+    for name in results:
+        table.add_column(name)
+    table.add_row("WordSim353 Spearman ρ (pairs used)",
+                  *[_fmt_score(r["wordsim_spearman"], r["pairs_used"], r["pairs_total"]) for r in results.values()])
+    table.add_row("Google analogies accuracy (questions used)",
+                  *[_fmt_score(r["analogy_accuracy"], r["analogies_used"], r["analogies_total"]) for r in results.values()])
+    if sections:
+        for i, sec in enumerate(results["embcli"]["sections"]):
+            cells = []
+            for r in results.values():
+                s = r["sections"][i]
+                cells.append(_fmt_score(s["correct"] / s["used"] if s["used"] else float("nan"), s["used"], s["total"]))
+            table.add_row(f"  {sec['section']}", *cells)
+    if baseline:
+        table.add_row("training", "transformer LM (see embcli runs)", results["word2vec"]["settings"] +
+                      f"; {results['word2vec']['seconds']:.1f} s")
+    out.print(table)
+    first = results["embcli"]
+    malformed = first["pairs_malformed"] + first["analogies_malformed"]
+    out.print("[dim]a pair or question counts only when each word is one GPT-2 token that training saw"
+              + (f"; {malformed} malformed lines skipped" if malformed else "") + "[/]")
+
+
+def _word2vec_space(space, min_count):
+    from .baseline import Word2VecSettings, train_word2vec
+    from .checkpoint import read_meta
+    from .data import open_prepared
+    from .progress import console
+    from .space import EmbeddingSpace
+
+    meta = read_meta(Path(space.source))
+    if "corpus_path" not in meta:
+        raise EmbcliError(f"{space.source} has no corpus to train a baseline on (imported runs have none)")
+    corpus = open_prepared(Path(meta["corpus_path"]))
+    settings = Word2VecSettings(vector_size=space.vectors.shape[1])
+    with console.status(f"training gensim Word2Vec on the same {corpus.train_tokens:,} GPT-2 tokens "
+                        f"({settings.describe()})"):
+        table, seconds = train_word2vec(corpus.split("train"), settings)
+    baseline = EmbeddingSpace(table, space.counts, min_count=min_count, vocab=space.vocab, source="word2vec")
+    return "word2vec", baseline, {"settings": settings.describe(), "seconds": round(seconds, 2)}
+
+
+@app.command()
+@handle_errors
+def export(fmt: str = typer.Option(..., "--format", "-f", help="word2vec, word2vec-bin, projector, npy, safetensors."),
+           output: Path = typer.Option(..., "--output", "-o", help="Output file (a folder for projector)."),
+           run: Optional[str] = RunOpt, step: Optional[int] = StepOpt, min_count: int = MinCountOpt,
+           top: Optional[int] = typer.Option(None, "--top", min=1, help="Only the N most frequent tokens.")):
+    """Write the table for gensim, TensorBoard's projector, numpy or safetensors."""
+    from .export import FORMATS
+    from .export import export as do_export
+
+    if fmt not in FORMATS:
+        raise EmbcliError(f"unknown format {fmt!r} (use {', '.join(FORMATS)})")
+    info = do_export(_space(run, step, min_count), fmt, output, min_count=min_count, top=top)
+    _out().print(f"wrote {info['rows']:,} rows × {info['dim']} ({info['format']}): {', '.join(info['files'])}")
+
+
+@app.command("import-hf")
+@handle_errors
+def import_hf(source: str = typer.Argument(..., help="A local GPT2LMHeadModel folder, or a hub name when online."),
+              name: Optional[str] = typer.Option(None, "--name", "-n", help="Run name (default: the folder name)."),
+              runs_dir: Optional[Path] = typer.Option(None, "--runs-dir")):
+    """Turn a Hugging Face GPT-2 checkpoint into a run, so the real GPT-2 table can be queried."""
+    from .export import import_hf as do_import
+
+    run = do_import(source, name, runs_dir)
+    _out().print(f"imported {source} → {run} (token counts unknown: queries use every row)\n"
+                 f"try: embcli neighbors cat --run {run}")
+
+
+# ---------------------------------------------------------------------------------------------
+# pictures
+# ---------------------------------------------------------------------------------------------
+
+plot_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Pictures (PNG) of a table or a run.")
+app.add_typer(plot_app, name="plot")
+OutOpt = typer.Option(..., "--output", "-o", help="PNG file to write.")
+
+
+@plot_app.command("words")
+@handle_errors
+def plot_words(words: List[str] = typer.Argument(..., help="Tokens to place on the map."), output: Path = OutOpt,
+               neighbors: int = typer.Option(0, "--neighbors", min=0, help="Add each word's K nearest neighbours."),
+               run: Optional[str] = RunOpt, step: Optional[int] = StepOpt, min_count: int = MinCountOpt,
+               exact: bool = ExactOpt):
+    """A 2-D PCA map of chosen tokens (cat dog king queen man woman ...), labelled."""
+    from .plots import plot_words as draw
+
+    space = _space(run, step, min_count)
+    resolved = _resolve_all(space, words, exact, None)
+    _out().print(f"wrote {draw(space, resolved, neighbors, output)}")
+
+
+@plot_app.command("loss")
+@handle_errors
+def plot_loss(run: Optional[str] = typer.Argument(None, help="Run (default: the newest)."), output: Path = OutOpt):
+    """Training and validation loss against tokens seen."""
+    from .checkpoint import find_run, read_meta
+    from .plots import plot_loss as draw
+
+    run_dir = find_run(run)
+    _out().print(f"wrote {draw(read_meta(run_dir), output, run_dir.name)}")
+
+
+@app.command()
+@handle_errors
+def trace(word: str = typer.Argument(..., help="The word to follow through training."), run: Optional[str] = RunOpt,
+          top: int = typer.Option(5, "--top", "-k", min=1), with_: Optional[List[str]] = typer.Option(
+              None, "--with", help="Words whose similarity to WORD the picture follows (default: final top 3)."),
+          output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also draw a PNG."),
+          min_count: int = MinCountOpt, json_out: bool = JsonOpt):
+    """WORD's nearest neighbours at every snapshot, from step 0 (noise) to the end."""
+    from .checkpoint import find_run, list_snapshots
+    from .space import EmbeddingSpace
+
+    run_dir = find_run(run)
+    snaps = list_snapshots(run_dir)
+    if not snaps:
+        raise EmbcliError(f"{run_dir} has no table snapshots (train with snapshots = true)")
+    rows, series = [], {}
+    final = EmbeddingSpace.from_run(run_dir, snaps[-1][0], min_count=min_count)
+    target = final.resolve(word)
+    others = [final.resolve(w) for w in with_] if with_ else \
+        [final.resolve(n.token.replace("␣", " "), exact=True) for n in final.most_similar([target], topn=3)]
+    for step_no, _ in snaps:
+        space = EmbeddingSpace.from_run(run_dir, step_no, min_count=min_count, vocab=final.vocab)
+        ns = space.most_similar([target], topn=top)
+        rows.append({"step": step_no, "neighbors": [n.as_dict() for n in ns]})
+        for o in others:
+            series.setdefault(final.vocab.show(o.ids[0]), []).append(space.similarity(target, o))
+    if json_out:
+        print(json.dumps({"word": word, "id": target.ids, "snapshots": rows,
+                          "similarity": {k: v for k, v in series.items()}}, indent=2))
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"{_describe(target)}: nearest neighbours over training", title_justify="left")
+        table.add_column("step", justify="right")
+        for k in range(top):
+            table.add_column(f"#{k + 1}")
+        for r in rows:
+            table.add_row(f"{r['step']:,}", *[f"{n['token']} {n['similarity']:.2f}" for n in r["neighbors"]])
+        out = _out()
+        out.print(table)
+        out.print("cosine over training: " + "; ".join(f"{word}–{k}: " + " → ".join(f"{x:.2f}" for x in v)
+                                                      for k, v in series.items()))
+    if output:
+        from .plots import plot_trace
+
+        path = plot_trace([s for s, _ in snaps], series, word, output)
+        if not json_out:
+            _out().print(f"wrote {path}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -84,7 +84,7 @@ class EmbeddingSpace:
 
     @classmethod
     def from_run(cls, run: str | Path | None = None, step: int | None = None, *, min_count: int = 1,
-                 root: Path | None = None) -> EmbeddingSpace:
+                 root: Path | None = None, vocab: Vocab | None = None) -> EmbeddingSpace:
         """The newest run (or the one named), its final table or the snapshot at ``step``."""
         run_dir = find_run(str(run) if run is not None else None, root)
         meta = read_meta(run_dir)
@@ -104,7 +104,7 @@ class EmbeddingSpace:
                 raise EmbcliError(f"{run_dir / COUNTS} is damaged or truncated") from None
             if counts.shape != (N_VOCAB,):
                 raise EmbcliError(f"{run_dir / COUNTS} has shape {counts.shape}, expected ({N_VOCAB},)")
-        return cls(load_table(path), counts, min_count=min_count, source=str(run_dir), step=step)
+        return cls(load_table(path), counts, min_count=min_count, vocab=vocab, source=str(run_dir), step=step)
 
     # -- basic facts ---------------------------------------------------------------------------
 

@@ -1,0 +1,232 @@
+"""The query space gives gensim's answers on the same table, and handles words as GPT-2 sees them."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from embcli.cli import app
+from embcli.errors import EmbcliError
+from embcli.space import EmbeddingSpace, Resolved, load_table
+
+runner = CliRunner()
+KING, MAN, WOMAN, QUEEN, CAT, DOG = 5822, 582, 2415, 16599, 3797, 3290
+
+
+@pytest.fixture(scope="module")
+def table():
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(50257, 24)).astype(np.float32)
+    # plant an analogy so the answers are not just noise
+    vectors[QUEEN] = vectors[KING] - vectors[MAN] + vectors[WOMAN] + 0.1 * rng.normal(size=24)
+    return vectors
+
+
+@pytest.fixture(scope="module")
+def kv(table):
+    gensim = pytest.importorskip("gensim")
+    kv = gensim.models.KeyedVectors(table.shape[1])
+    kv.add_vectors([str(i) for i in range(len(table))], table)
+    return kv
+
+
+def ids(words):
+    return [Resolved(str(w), [w], "id") for w in words]
+
+
+def same(ours, theirs, topn):
+    assert [n.id for n in ours] == [int(k) for k, _ in theirs[:topn]]
+    np.testing.assert_allclose([n.similarity for n in ours], [s for _, s in theirs[:topn]], rtol=1e-4, atol=1e-5)
+
+
+def test_most_similar_equals_gensim(table, kv):
+    space = EmbeddingSpace(table, None)
+    same(space.most_similar(ids([CAT]), topn=10), kv.most_similar(str(CAT), topn=10), 10)
+    same(space.most_similar(ids([CAT, DOG]), ids([KING]), topn=10),
+         kv.most_similar(positive=[str(CAT), str(DOG)], negative=[str(KING)], topn=10), 10)
+
+
+def test_analogy_add_and_mul_equal_gensim(table, kv):
+    space = EmbeddingSpace(table, None)
+    a, b, c = ids([KING, MAN, WOMAN])
+    add = space.analogy(a, b, c, topn=10, method="add")
+    same(add, kv.most_similar(positive=[str(KING), str(WOMAN)], negative=[str(MAN)], topn=10), 10)
+    assert add[0].id == QUEEN
+    mul = space.analogy(a, b, c, topn=10, method="mul")
+    same(mul, kv.most_similar_cosmul(positive=[str(KING), str(WOMAN)], negative=[str(MAN)], topn=10), 10)
+
+
+def test_similarity_and_doesnt_match_equal_gensim(table, kv):
+    space = EmbeddingSpace(table, None)
+    assert space.similarity(*ids([CAT, DOG])) == pytest.approx(float(kv.similarity(str(CAT), str(DOG))), abs=1e-6)
+    words = [CAT, DOG, KING, 100, 2000]
+    odd, ranked = space.doesnt_match(ids(words))
+    assert odd.ids[0] == int(kv.doesnt_match([str(w) for w in words]))
+    assert len(ranked) == 5
+
+
+def test_min_count_leaves_out_untrained_rows(table, kv):
+    counts = np.zeros(50257, dtype=np.int64)
+    counts[:30000] = 5
+    counts[CAT] = 2
+    space = EmbeddingSpace(table, counts, min_count=3)
+    result = space.most_similar(ids([DOG]), topn=20)
+    assert all(n.id < 30000 and n.id != CAT for n in result)
+    assert space.excluded_count() == 50257 - 30000 + 1
+    # gensim, restricted to the same rows, gives the same answers
+    allowed = [i for i in range(50257) if counts[i] >= 3]
+    theirs = [(k, s) for k, s in kv.most_similar(str(DOG), topn=200) if counts[int(k)] >= 3]
+    same(result, theirs, 20)
+    assert len(allowed) == 50257 - space.excluded_count()
+
+
+def test_words_resolve_as_gpt2_sees_them(table):
+    space = EmbeddingSpace(table, None)
+    assert space.resolve("cat").ids == [CAT] and space.resolve("cat").how == "space-prefixed"
+    assert space.resolve("cat", exact=True).ids == [9246]
+    assert space.resolve("The", exact=True).ids == [464]
+    # a word with no space-prefixed single token falls back to the bare form
+    bare = space.resolve("ology")
+    assert bare.how == "bare" and bare.ids == [1435]
+    with pytest.raises(EmbcliError, match="not one GPT-2 token.*orn.*--combine mean"):
+        space.resolve("ornithology")
+    combined = space.resolve("ornithology", combine="mean")
+    assert combined.ids == [25322, 342, 1435] and combined.how == "mean of 3 pieces"
+    with pytest.raises(EmbcliError, match="empty word"):
+        space.resolve("")
+
+
+def test_damaged_tables_are_refused(tmp_path, table):
+    np.save(tmp_path / "ok.npy", table)
+    data = (tmp_path / "ok.npy").read_bytes()
+    (tmp_path / "cut.npy").write_bytes(data[:len(data) // 2])
+    with pytest.raises(EmbcliError, match="damaged or truncated"):
+        load_table(tmp_path / "cut.npy")
+    np.save(tmp_path / "short.npy", table[:100])
+    with pytest.raises(EmbcliError, match="has 100 rows but the GPT-2 tokenizer has 50257"):
+        load_table(tmp_path / "short.npy")
+    with pytest.raises(EmbcliError, match="no embedding table"):
+        load_table(tmp_path / "missing.npy")
+
+
+# ----- the commands, on a run made by training -----------------------------------------------
+
+
+def run_cli(trained_run, *args):
+    return runner.invoke(app, [*map(str, args), "--run", str(trained_run)])
+
+
+def test_neighbors_command(trained_run):
+    result = run_cli(trained_run, "neighbors", "cat", "dog", "-k", "5")
+    assert result.exit_code == 0, result.output
+    assert "␣cat" in result.stdout and "3797" in result.stdout and "never seen in training" in result.stdout
+    data = json.loads(run_cli(trained_run, "neighbors", "cat", "--json", "-k", "3").stdout)
+    assert data[0]["ids"] == [3797] and len(data[0]["neighbors"]) == 3
+    first = data[0]["neighbors"][0]
+    assert set(first) == {"rank", "id", "token", "similarity", "count"} and first["count"] > 0
+
+
+def test_trained_table_has_learned_something(trained_run):
+    data = json.loads(run_cli(trained_run, "neighbors", "cat", "--json", "-k", "8").stdout)
+    animals = {"␣dog", "␣horse", "␣cow", "␣sheep", "␣goat", "␣pig", "␣mouse"}
+    assert len(animals & {n["token"] for n in data[0]["neighbors"]}) >= 3
+
+
+def test_analogy_similarity_odd_one_out_commands(trained_run):
+    result = run_cli(trained_run, "analogy", "king", "man", "woman", "--json")
+    answers = json.loads(result.stdout)["answers"]
+    assert {a["id"] for a in answers}.isdisjoint({KING, MAN, WOMAN})
+    assert run_cli(trained_run, "analogy", "king", "man", "woman", "--method", "mul").exit_code == 0
+    sim = json.loads(run_cli(trained_run, "similarity", "cat", "dog", "--json").stdout)
+    assert -1 <= sim["similarity"] <= 1
+    odd = json.loads(run_cli(trained_run, "odd-one-out", "cat", "dog", "horse", "blue", "--json").stdout)
+    assert odd["odd_one_out"] == "blue"
+
+
+def test_inspect_commands(trained_run):
+    row = run_cli(trained_run, "inspect", "row", "3797")
+    assert row.exit_code == 0 and "␣cat" in row.stdout and "norm" in row.stdout and "▁" in row.stdout
+    data = json.loads(run_cli(trained_run, "inspect", "row", "3797", "--json").stdout)
+    assert data["id"] == 3797 and len(data["values"]) == 32 and data["count"] > 0
+    tok = json.loads(run_cli(trained_run, "inspect", "token", "cat", "--json").stdout)
+    assert tok["values"] == data["values"]
+    table = json.loads(run_cli(trained_run, "inspect", "table", "--json").stdout)
+    assert table["rows"] == 50257 and table["dim"] == 32 and table["tied"] is True
+    assert table["rows_trained"] + table["rows_untrained"] == 50257 and table["rows_trained"] < 100
+    assert 0 < table["share_of_model"] < 1
+
+
+def test_step_picks_a_snapshot(trained_run):
+    at0 = json.loads(run_cli(trained_run, "inspect", "row", "3797", "--json", "--step", "0").stdout)
+    end = json.loads(run_cli(trained_run, "inspect", "row", "3797", "--json").stdout)
+    assert at0["values"] != end["values"]
+    assert abs(np.std(at0["values"]) - 0.02) < 0.01  # step 0 is the N(0, 0.02) start
+    bad = run_cli(trained_run, "neighbors", "cat", "--step", "7")
+    assert bad.exit_code == 2 and "no snapshot at step 7" in bad.stderr
+
+
+def test_tokenize_command():
+    result = runner.invoke(app, ["tokenize", "The cat"])
+    assert result.exit_code == 0 and "464" in result.stdout and "3797" in result.stdout
+    data = json.loads(runner.invoke(app, ["tokenize", "The cat", "--json"]).stdout)
+    assert data["ids"] == [464, 3797] and data["pieces"] == ["The", "␣cat"]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["inspect", "row", "50257"], "out of range"),
+    (["inspect", "row", "-1"], "out of range"),
+    (["inspect", "row", "cat"], "whole number"),
+    (["neighbors", ""], "empty word"),
+    (["neighbors", "ornithology"], "not one GPT-2 token"),
+    (["analogy", "a", "b", "c", "--method", "div"], "--method takes add or mul"),
+])
+def test_query_bad_input(trained_run, args, fragment):
+    result = run_cli(trained_run, *args)
+    assert result.exit_code == 2 and fragment in result.stderr and "Traceback" not in result.output
+
+
+def test_no_run_and_broken_runs(tmp_path, trained_run):
+    result = runner.invoke(app, ["neighbors", "cat"])
+    assert result.exit_code == 2 and "no runs found" in result.stderr
+    import shutil
+
+    broken = tmp_path / "runs" / "broken"
+    shutil.copytree(trained_run, broken, ignore=shutil.ignore_patterns("checkpoint", "snapshots"))
+    table = broken / "embeddings.npy"
+    table.write_bytes(table.read_bytes()[:5000])
+    result = runner.invoke(app, ["neighbors", "cat", "--run", "broken"])
+    assert result.exit_code == 2 and "damaged or truncated" in result.stderr
+    table.unlink()
+    result = runner.invoke(app, ["neighbors", "cat", "--run", "broken"])
+    assert result.exit_code == 2 and "no embedding table" in result.stderr
+
+
+def test_shell_keeps_the_table_and_takes_the_verbs(trained_run):
+    from io import StringIO
+
+    from rich.console import Console
+
+    from embcli.shell import run_shell
+
+    space = EmbeddingSpace.from_run(trained_run)
+    buf = StringIO()
+    out = Console(file=buf, width=200, highlight=False)
+    run_shell(space, 5, lines=["help", "cat", "nn dog horse", "analogy king man woman", "sim cat dog",
+                               "odd cat dog blue", "row 3797", "token dog", "tok The cat", "top 2", "nn cat",
+                               "row 99999", "what is this", "quit", "never reached"], out=out)
+    text = buf.getvalue()
+    assert "nearest neighbours" in text and "king − man + woman" in text and "odd one out" in text
+    assert "out of range" in text and "not understood" in text and "The(464)" in text
+    assert "cosine(" in text
+
+
+def test_query_path_never_imports_torch(trained_run):
+    import subprocess
+    import sys
+
+    argv = ["embcli", "neighbors", "cat", "--run", str(trained_run)]
+    code = (f"import sys; from embcli.cli import main; sys.argv = {argv!r}\n"
+            "try: main()\nexcept SystemExit: pass\nassert 'torch' not in sys.modules, 'torch imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
