@@ -96,8 +96,13 @@ def main() -> None:
     cfg = load_config(args.config, args.set)
     if device.type == "cpu":
         cfg.grad_accum = 1  # one micro-batch per step: a CPU step of GPT-2 small is slow enough
-    peak32 = matmul_peak(device, torch.float32)
-    peak16 = matmul_peak(device, torch.bfloat16)
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = False  # the baseline is plain fp32
+        if not any(s.startswith("loss_chunk=") for s in args.set):
+            cfg.loss_chunk = 8192  # a GPU wants big chunks: few launches, still no full logits
+    size = 8192 if device.type == "cuda" else 4096
+    peak32 = matmul_peak(device, torch.float32, n=size, k=size if device.type == "cuda" else 768)
+    peak16 = matmul_peak(device, torch.bfloat16, n=size, k=size if device.type == "cuda" else 768)
     fpt = flops_per_token(cfg)
     print(f"device {device}; config {args.config}: {cfg.n_layer} layers, d {cfg.n_embd}, ctx {cfg.block_size}, "
           f"batch {cfg.batch_size}×{cfg.grad_accum}; {fpt / 1e6:.1f} MFLOP/token; threads {torch.get_num_threads()}")
@@ -107,6 +112,7 @@ def main() -> None:
         ("fused-fp32", "fused", "fp32", False),
         ("plain-bf16", "plain", "bf16", False),
         ("fused-bf16", "fused", "bf16", False),
+        ("plain-bf16-compile", "plain", "bf16", True),
         ("fused-bf16-compile", "fused", "bf16", True),
     ]
     if args.variants:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -154,6 +155,8 @@ def train(
     log = (lambda msg: None) if quiet else (lambda msg: console.print(msg, highlight=False))
     result = run_training(cfg, spec, name=name, resume=resume, device=device, runs_dir=runs_dir,
                           progress=not quiet, log=log, stop_overrides=stops)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
+        return
     out = _out()
     loss = f"{result.train_loss:.3f}" if result.train_loss is not None else "-"
     val = f"{result.val_loss:.3f}" if result.val_loss is not None else "-"

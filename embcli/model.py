@@ -180,8 +180,7 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
                 total -= (logp.gather(1, y[:, None]).squeeze(1) * ok).sum()
                 grad = logp.exp_()  # softmax
                 grad[torch.arange(rows, device=h.device), y] -= 1.0  # softmax - onehot
-                if not bool(ok.all()):
-                    grad[~ok] = 0.0
+                grad.mul_(ok.unsqueeze(1))  # ignored positions (-100) contribute nothing
                 grad = grad.to(compute)
                 torch.mm(grad, w, out=grad_h[start:start + rows])
                 grad_w.add_(grad.t() @ hc)  # accumulated in float32 whatever the compute dtype

@@ -472,8 +472,8 @@ def train(cfg: TrainConfig, spec: CorpusSpec | None = None, *, name: str | None 
           device: str = "auto", runs_dir: Path | None = None, cache_dir: Path | None = None,
           progress: bool = True, log=None, on_step=None, stop_overrides: dict | None = None) -> TrainResult:
     """Train (or resume) a run and return where it ended. The library entry point of ``embcli train``."""
-    log = log or (lambda *a: None)
     dist, dev = setup_distributed(device)
+    log = log if (log and dist.main) else (lambda *a: None)  # one process speaks
     try:
         if resume:
             run = find_run(resume, runs_dir)
@@ -496,14 +496,22 @@ def train(cfg: TrainConfig, spec: CorpusSpec | None = None, *, name: str | None 
             if cfg.grad_accum % dist.world:
                 raise EmbcliError(f"grad_accum ({cfg.grad_accum}) must be a multiple of the number of processes "
                                   f"({dist.world})")
+            shared: list = [None, None, None]
             if dist.main:
-                corpus = prepare(spec or CorpusSpec(), cache_dir, progress=progress)
-                run = new_run_dir(name, runs_dir)
-            if dist.enabled:
+                try:
+                    corpus = prepare(spec or CorpusSpec(), cache_dir, progress=progress)
+                    run = new_run_dir(name, runs_dir)
+                    shared = [str(corpus.path), str(run), None]
+                except EmbcliError as exc:
+                    shared = [None, None, str(exc)]
+                    if not dist.enabled:
+                        raise
+            if dist.enabled:  # rank 0 tokenizes and makes the run folder; the others wait for it
                 import torch.distributed as tdist
 
-                shared = [str(corpus.path), str(run)] if dist.main else [None, None]
                 tdist.broadcast_object_list(shared, src=0)
+                if shared[2] is not None:
+                    raise EmbcliError(shared[2])
                 corpus, run = open_prepared(Path(shared[0])), Path(shared[1])
         if cfg.grad_accum % dist.world:
             raise EmbcliError(f"grad_accum ({cfg.grad_accum}) must be a multiple of the number of processes ({dist.world})")
