@@ -32,7 +32,7 @@ lint: install
 bench: install
 	$(BIN)/python bench/query.py
 	$(BIN)/python bench/train_speed.py
-	$(BIN)/python bench/tokenize.py
+	$(BIN)/python bench/tokenize_speed.py
 
 wheel: install
 	$(BIN)/python -m build --wheel --outdir dist .

@@ -51,7 +51,7 @@ def flops_per_token(cfg) -> float:
     return 6 * model_params + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
 
 
-def measure(cfg, device, loss, dtype, compile_, steps, vocab_ids=None) -> float:
+def measure(cfg, device, loss, dtype, compile_, steps, vocab_ids=None, sampled=None) -> float:
     torch.manual_seed(0)
     model = GPT(GPTConfig.from_train_config(cfg)).to(device)
     opt = make_optimizer(model, cfg, device)
@@ -68,7 +68,7 @@ def measure(cfg, device, loss, dtype, compile_, steps, vocab_ids=None) -> float:
             idx = idx.to(device)
             with amp:
                 out = fwd(idx[:, :-1], idx[:, 1:], loss_impl=loss, chunk=cfg.loss_chunk,
-                          vocab_ids=None if vocab_ids is None else vocab_ids.to(device))
+                          vocab_ids=None if vocab_ids is None else vocab_ids.to(device), sampled=sampled)
             (out / cfg.grad_accum).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -133,6 +133,11 @@ def main() -> None:
     corpus_ids = torch.randperm(cfg.vocab_size, generator=torch.Generator().manual_seed(1))[:36600].sort().values
     rate = measure(cfg, device, "fused", "bf16", False, args.steps, vocab_ids=corpus_ids)
     print(f"{'fused-bf16 corpus-vocab':<24}{rate:>12,.0f}{rate / base:>9.2f}   (36.6k-id softmax: less work, "
+          "reported apart)")
+    q = torch.ones(cfg.vocab_size) / cfg.vocab_size
+    sampled = (torch.multinomial(q, cfg.negatives, replacement=True).to(device), torch.log(q).to(device))
+    rate = measure(cfg, device, "sampled", "fp32", False, args.steps, sampled=sampled)
+    print(f"{'sampled-fp32':<24}{rate:>12,.0f}{rate / base:>9.2f}   ({cfg.negatives} shared negatives: less work, "
           "reported apart)")
 
 

@@ -49,8 +49,10 @@ class TrainConfig:
     snapshots: bool = True  # keep copies of the table at step 0 and 10, 30, 100, 300, ...
     # --- speed ---
     dtype: str = "auto"  # auto | float32 | bfloat16 (autocast); auto: bf16 on CUDA, float32 elsewhere
-    loss: str = "fused"  # fused: chunked linear + cross-entropy, never the full logits; plain
-    loss_chunk: int = 256  # rows per chunk of the fused loss
+    loss: str = "fused"  # fused: chunked linear + cross-entropy, never the full logits; plain;
+    #                      sampled: sampled softmax over `negatives` shared negatives (less work)
+    loss_chunk: int = 128  # rows per chunk of the fused loss
+    negatives: int = 2048  # negatives per step for loss = sampled
     output_vocab: str = "full"  # full: softmax over all 50257 ids; corpus: only ids the corpus has
     compile: bool = False  # torch.compile the model
     # --- reproducibility ---
@@ -59,7 +61,7 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         problems = []
         positive = ["vocab_size", "n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum",
-                    "eval_batches", "eval_interval", "checkpoint_interval", "loss_chunk"]
+                    "eval_batches", "eval_interval", "checkpoint_interval", "loss_chunk", "negatives"]
         for name in positive:
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0 (got {getattr(self, name)})")
@@ -80,7 +82,7 @@ class TrainConfig:
             problems.append(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
         if self.vocab_size != 50257:
             problems.append(f"vocab_size must be 50257, GPT-2's tokenizer (got {self.vocab_size})")
-        choices = {"dtype": ("auto", "float32", "bfloat16"), "loss": ("fused", "plain"),
+        choices = {"dtype": ("auto", "float32", "bfloat16"), "loss": ("fused", "plain", "sampled"),
                    "output_vocab": ("full", "corpus")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -125,11 +125,13 @@ class GPT(nn.Module):
         return self.ln_f(x)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *, loss_impl: str = "fused",
-                chunk: int = 256, vocab_ids: torch.Tensor | None = None):
+                chunk: int = 256, vocab_ids: torch.Tensor | None = None, sampled: tuple | None = None):
         """Logits when ``targets`` is None, else the mean next-token cross-entropy.
 
         ``vocab_ids`` restricts the softmax to those ids (targets must be among them); it is the
         "corpus" output vocabulary, an option that cuts work rather than doing it faster.
+        ``loss_impl="sampled"`` scores each target against shared sampled negatives instead of all
+        50257 ids (see :func:`sampled_softmax_loss`); also an option that cuts the work.
         """
         h = self.hidden(idx)
         weight = self.output_weight
@@ -141,6 +143,10 @@ class GPT(nn.Module):
             targets = remap_targets(targets, vocab_ids, self.config.vocab_size)
         if loss_impl == "plain":
             return F.cross_entropy(h @ weight.t(), targets)
+        if loss_impl == "sampled":
+            if sampled is None:
+                raise ValueError("loss_impl='sampled' needs sampled=(negative ids, log proposal probabilities)")
+            return sampled_softmax_loss(h, weight, targets, *sampled)
         return fused_linear_cross_entropy(h, weight, targets, chunk)
 
 
@@ -200,3 +206,22 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
 def fused_linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int = 128):
     """mean cross-entropy of (h @ weight.T) against targets (-100 = ignored), chunk rows at a time."""
     return _FusedLinearCrossEntropy.apply(h, weight, targets, chunk)
+
+
+def sampled_softmax_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor,
+                         log_q: torch.Tensor) -> torch.Tensor:
+    """Sampled softmax (Jean et al., 2015): the target against K negatives shared by the batch.
+
+    Negatives are drawn (with replacement) from a proposal q — the corpus unigram distribution to
+    the 3/4 power, as word2vec does — and every logit is corrected by −log(K·q), which makes the
+    loss an estimate of the full softmax's. A negative that happens to be the target is masked.
+    Cost per token: K + 1 dot products instead of 50257; the full-softmax loss is still what
+    validation reports.
+    """
+    k = negatives.numel()
+    correction = log_q + math.log(k)
+    pos = (h * weight[targets].to(h.dtype)).sum(-1) - correction[targets]
+    neg = h @ weight[negatives].to(h.dtype).t() - correction[negatives]
+    neg = neg.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))
+    logits = torch.cat([pos[:, None], neg], dim=1).float()
+    return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()

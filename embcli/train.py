@@ -263,6 +263,11 @@ class Trainer:
         if cfg.output_vocab == "corpus":
             ids = np.flatnonzero(corpus.counts())
             self.vocab_ids = torch.from_numpy(ids).to(device)
+        self.proposal = None
+        if cfg.loss == "sampled":  # unigram^0.75 over the training split, as word2vec samples negatives
+            q = corpus.counts().astype(np.float64) ** 0.75
+            self.proposal = torch.from_numpy(q / q.sum()).to(device=device, dtype=torch.float32)
+            self.log_q = torch.log(self.proposal.clamp(min=1e-30))
         if device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -336,9 +341,10 @@ class Trainer:
 
     # -- steps ---------------------------------------------------------------------------------
 
-    def _forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _forward_loss(self, x: torch.Tensor, y: torch.Tensor, sampled=None) -> torch.Tensor:
         with self.amp:
-            return self.model(x, y, loss_impl=self.cfg.loss, chunk=self.cfg.loss_chunk, vocab_ids=self.vocab_ids)
+            return self.model(x, y, loss_impl=self.cfg.loss, chunk=self.cfg.loss_chunk, vocab_ids=self.vocab_ids,
+                              sampled=sampled)
 
     @torch.no_grad()
     def evaluate(self) -> float | None:
@@ -359,6 +365,10 @@ class Trainer:
         cfg, dist = self.cfg, self.dist
         per_rank = cfg.grad_accum // dist.world
         x_all, y_all = self.sampler.draw(cfg.batch_size * cfg.grad_accum)
+        sampled = None
+        if self.proposal is not None:  # one draw per step, so every process and micro-step shares it
+            negatives = torch.multinomial(self.proposal, cfg.negatives, replacement=True)
+            sampled = (negatives, self.log_q)
         total = torch.zeros((), device=self.device)
         for micro in range(per_rank):
             g = micro * dist.world + dist.rank  # this rank's micro-steps of the global batch
@@ -367,7 +377,7 @@ class Trainer:
             y = torch.from_numpy(y_all[sl]).to(self.device, non_blocking=True)
             sync = nullcontext() if (not dist.enabled or micro == per_rank - 1) else self.model.no_sync()
             with sync:
-                loss = self._forward_loss(x, y) / per_rank
+                loss = self._forward_loss(x, y, sampled) / per_rank
                 loss.backward()
             total += loss.detach().float()
         if dist.enabled:
@@ -403,7 +413,7 @@ class Trainer:
         bar = training_progress(self.show_progress)
         task = None
         started = time.perf_counter()
-        session_tokens = 0
+        session_tokens = session_steps = 0
         val_text = "-"
         status = "finished"
         try:
@@ -412,7 +422,17 @@ class Trainer:
                 task = bar.add_task("train", total=1000, step=self.step, loss="-", val="-", tok_s="-")
             while not self.done():
                 t0 = time.perf_counter()
-                loss = self.train_step()
+                try:
+                    loss = self.train_step()
+                except Exception as exc:  # torch.compile needs a C++ compiler; without one, run eager
+                    compile_error = type(exc).__module__.startswith(("torch._dynamo", "torch._inductor"))
+                    if not (cfg.compile and session_steps == 0 and compile_error):
+                        raise
+                    self.log(f"torch.compile failed ({type(exc).__name__}); training without it")
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.model = self.model._orig_mod
+                    loss = self.train_step()
+                session_steps += 1
                 if not math.isfinite(loss):
                     status = "diverged"
                     raise EmbcliError(f"training diverged: the loss became {loss} at step {self.step + 1}; "

@@ -82,3 +82,16 @@ def test_model_losses_agree_between_implementations_and_vocab_restriction():
 def test_context_longer_than_block_size_is_refused():
     with pytest.raises(ValueError, match="longer than block_size"):
         small()(torch.zeros(1, 17, dtype=torch.long))
+
+
+def test_sampled_softmax_with_all_ids_as_negatives_is_close_to_the_full_softmax():
+    from embcli.model import sampled_softmax_loss
+
+    torch.manual_seed(0)
+    h = torch.randn(50, 8)
+    w = torch.randn(200, 8) * 0.5
+    y = torch.randint(0, 200, (50,))
+    negatives = torch.arange(200)
+    log_q = torch.full((200,), -math.log(200))  # uniform proposal: the correction is a constant
+    # every id is a negative once, the target's own copy is masked: exactly the full softmax
+    torch.testing.assert_close(sampled_softmax_loss(h, w, y, negatives, log_q), F.cross_entropy(h @ w.t(), y))

@@ -164,3 +164,27 @@ def test_unwritable_runs_folder(corpus_file, tiny, tmp_path):
     blocked.write_text("x")
     with pytest.raises(EmbcliError, match="cannot write runs"):
         train(tiny(max_steps=1), spec(corpus_file), runs_dir=blocked / "runs", progress=False)
+
+
+def test_compile_failure_falls_back_to_eager(corpus_file, tiny, monkeypatch):
+    failure = type("BackendCompilerFailed", (RuntimeError,), {"__module__": "torch._dynamo.exc"})
+
+    class NoCompiler(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self._orig_mod = model
+
+        def forward(self, *args, **kwargs):
+            raise failure("no C++ compiler found")
+
+    monkeypatch.setattr(torch, "compile", NoCompiler)
+    said = []
+    result = train(tiny(max_steps=3, compile=True), spec(corpus_file), name="nc", progress=False, log=said.append)
+    assert result.step == 3 and any("torch.compile failed" in s for s in said)
+
+
+def test_sampled_softmax_trains_and_validates_with_the_full_softmax(corpus_file, tiny):
+    result = train(tiny(max_steps=30, loss="sampled", negatives=256), spec(corpus_file), name="ss", progress=False)
+    hist = losses(result.run)
+    assert np.mean(hist[-5:]) < hist[0] - 1.0
+    assert 0 < result.val_loss < 10.8  # the full 50257-way loss, comparable across recipes

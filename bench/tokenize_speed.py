@@ -1,9 +1,12 @@
-"""Corpus preparation speed and memory: `embcli prepare` (read, tokenize on every core, route into
+"""(Named tokenize_speed.py, not tokenize.py: a script's folder comes first on sys.path, and a
+file called tokenize.py would shadow the standard library's tokenize module that numpy needs.)
+
+Corpus preparation speed and memory: `embcli prepare` (read, tokenize on every core, route into
 train/val shards, count, write) against tiktoken's raw `encode_ordinary_batch` on the same text,
 in one run; then peak memory of prepare on the corpus and on 4× the corpus, each in its own
 process, to show memory does not grow with corpus size.
 
-    python bench/tokenize.py [--copies 4]
+    python bench/tokenize_speed.py [--copies 4]
 """
 
 from __future__ import annotations
