@@ -93,6 +93,9 @@ def main() -> None:
     ap.add_argument("--variants", default="", help="comma-separated subset of the variant names")
     args = ap.parse_args()
     device = pick_device(args.device)
+    if args.config == "tiny":
+        # the reference shape of the speed goal: 4 layers, d 128, 4 heads, context 128, batch 32
+        args.set = ["n_layer=4", "n_head=4", "n_embd=128", "block_size=128", "batch_size=32", *args.set]
     cfg = load_config(args.config, args.set)
     if device.type == "cpu":
         cfg.grad_accum = 1  # one micro-batch per step: a CPU step of GPT-2 small is slow enough
@@ -112,6 +115,7 @@ def main() -> None:
         ("fused-fp32", "fused", "fp32", False),
         ("plain-bf16", "plain", "bf16", False),
         ("fused-bf16", "fused", "bf16", False),
+        ("fused-fp32-compile", "fused", "fp32", True),
         ("plain-bf16-compile", "plain", "bf16", True),
         ("fused-bf16-compile", "fused", "bf16", True),
     ]
