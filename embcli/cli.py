@@ -159,9 +159,11 @@ def train(
         return
     out = _out()
     loss = f"{result.train_loss:.3f}" if result.train_loss is not None else "-"
+    if result.loss_kind == "sampled":
+        loss += " (sampled-softmax estimate)"
     val = f"{result.val_loss:.3f}" if result.val_loss is not None else "-"
     out.print(f"[bold green]done[/]: {result.step:,} steps, {result.tokens:,} tokens in {result.seconds:.1f} s "
-              f"({result.tokens_per_second:,.0f} tokens/s); train loss {loss}, val loss {val}")
+              f"({result.tokens_per_second:,.0f} tokens/s); train loss {loss}, val loss {val} (full softmax)")
     out.print(f"run: {result.run}   try: embcli neighbors cat --run {result.run}")
 
 

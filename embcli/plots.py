@@ -88,14 +88,15 @@ def plot_loss(meta: dict, out: Path, name: str) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=FIGSIZE)
     t = np.array(train, dtype=np.float64)
-    ax.plot(t[:, 1], t[:, 2], lw=0.8, alpha=0.5, label="train (each step)")
+    kind = " (sampled-softmax estimate)" if meta.get("loss") == "sampled" else ""
+    ax.plot(t[:, 1], t[:, 2], lw=0.8, alpha=0.5, label=f"train{kind}, each step")
     if len(t) >= 20:
         k = max(len(t) // 50, 5)
         smooth = np.convolve(t[:, 2], np.ones(k) / k, mode="valid")
-        ax.plot(t[k - 1:, 1], smooth, lw=1.8, label=f"train (mean of {k})")
+        ax.plot(t[k - 1:, 1], smooth, lw=1.8, label=f"train, mean of {k} steps")
     if val:
         v = np.array(val, dtype=np.float64)
-        ax.plot(v[:, 1], v[:, 2], "o-", lw=1.5, label="validation")
+        ax.plot(v[:, 1], v[:, 2], "o-", lw=1.5, label="validation (full softmax)")
     ax.axhline(np.log(50257), ls=":", color="grey", label="uniform over 50257 ids")
     ax.set_xlabel("tokens seen")
     ax.set_ylabel("cross-entropy (nats)")

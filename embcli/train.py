@@ -240,6 +240,7 @@ class TrainResult:
     seconds: float
     tokens_per_second: float
     status: str
+    loss_kind: str = "fused"  # "sampled": the train loss is the sampled-softmax estimate
 
 
 class Trainer:
@@ -316,6 +317,7 @@ class Trainer:
             "model": describe_model(self.raw_model), "device": str(self.device), "world_size": self.dist.world,
             "versions": {"embcli": __version__, "torch": torch.__version__, "numpy": np.__version__,
                          "python": platform.python_version()},
+            "loss": self.cfg.loss,  # "sampled": train losses are the sampled-softmax estimate, val is full
             "corpus": self.corpus.manifest, "corpus_path": str(self.corpus.path), "history": self.history,
         }
 
@@ -477,7 +479,7 @@ class Trainer:
         wall = time.perf_counter() - started
         meta = self.meta(status)
         return TrainResult(self.run, self.step, self.tokens, meta["train_loss"], meta["val_loss"], wall,
-                           session_tokens / max(wall, 1e-9), status)
+                           session_tokens / max(wall, 1e-9), status, cfg.loss)
 
 
 def _json_default(obj):
