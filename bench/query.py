@@ -43,7 +43,9 @@ def setup(tmp: Path, dim: int) -> None:
     table = rng.standard_normal((50257, dim), dtype=np.float32) * 0.02
     run = tmp / "runs" / "bench"
     run.mkdir(parents=True)
-    np.save(run / "embeddings.npy", table)
+    from embcli.checkpoint import save_table
+
+    save_table(run, table)  # the table and its norms, as training saves them
     np.save(run / "counts.npy", np.ones(50257, dtype=np.int64))
     (run / "meta.json").write_text(json.dumps({"status": "finished", "step": 0}))
     kv = KeyedVectors(dim)

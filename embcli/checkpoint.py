@@ -4,6 +4,7 @@
       config.json          the TrainConfig the run was started with
       meta.json            step, tokens seen, losses, versions, the corpus manifest, status
       embeddings.npy       the token table, float32, memory-mapped by every query command
+      norms.npy            its row norms (float32), so a cold query skips a pass over the table
       counts.npy           how often each id occurred in the training split
       snapshots/step_N.npy the table at step 0 (pure noise), 10, 30, 100, 300, ...
       checkpoint/          model.safetensors + optimizer.safetensors + state.json, for --resume
@@ -27,6 +28,7 @@ from .errors import EmbcliError
 from .io import fsync_dir, make_dir_public, write_json_atomic
 
 TABLE = "embeddings.npy"
+NORMS = "norms.npy"  # the table's row norms, saved with it: a cold query need not compute them
 COUNTS = "counts.npy"
 META = "meta.json"
 CONFIG = "config.json"
@@ -163,3 +165,13 @@ def checkpoint_dir(run: Path) -> Path:
 
 def write_meta(run: Path, meta: dict) -> None:
     write_json_atomic(run / META, meta)
+
+
+def save_table(run: Path, table) -> None:
+    """The table and its row norms, each written atomically (norms last: they describe the table)."""
+    import numpy as np
+
+    from .io import save_npy_atomic
+
+    save_npy_atomic(run / TABLE, table)
+    save_npy_atomic(run / NORMS, np.sqrt(np.einsum("ij,ij->i", table, table, dtype=np.float32)))

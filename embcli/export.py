@@ -122,7 +122,7 @@ def import_hf(name_or_path: str, run_name: str | None = None, runs_dir: Path | N
     except ImportError:
         raise EmbcliError("import-hf needs transformers: pip install 'embcli[hf]'") from None
     from . import __version__
-    from .checkpoint import CONFIG, TABLE, new_run_dir, write_meta
+    from .checkpoint import CONFIG, new_run_dir, save_table, write_meta
 
     try:
         model = GPT2LMHeadModel.from_pretrained(name_or_path)
@@ -137,7 +137,7 @@ def import_hf(name_or_path: str, run_name: str | None = None, runs_dir: Path | N
     total = sum(p.numel() for p in model.parameters())
     name = run_name or Path(str(name_or_path).rstrip("/")).name.replace("/", "-") or "hf"
     run = new_run_dir(name, runs_dir)
-    save_npy_atomic(run / TABLE, table)
+    save_table(run, table)
     write_bytes_atomic(run / CONFIG, (json.dumps({"n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd,
                                                   "block_size": cfg.n_positions, "vocab_size": cfg.vocab_size},
                                                  indent=2) + "\n").encode())

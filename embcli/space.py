@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import COUNTS, TABLE, find_run, list_snapshots, read_meta
+from .checkpoint import COUNTS, NORMS, TABLE, find_run, list_snapshots, read_meta
 from .errors import EmbcliError
 from .tokenizer import EOT_ID, N_VOCAB, Vocab
 
@@ -104,7 +104,15 @@ class EmbeddingSpace:
                 raise EmbcliError(f"{run_dir / COUNTS} is damaged or truncated") from None
             if counts.shape != (N_VOCAB,):
                 raise EmbcliError(f"{run_dir / COUNTS} has shape {counts.shape}, expected ({N_VOCAB},)")
-        return cls(load_table(path), counts, min_count=min_count, vocab=vocab, source=str(run_dir), step=step)
+        space = cls(load_table(path), counts, min_count=min_count, vocab=vocab, source=str(run_dir), step=step)
+        if path == run_dir / TABLE and (run_dir / NORMS).is_file():
+            try:
+                norms = np.load(run_dir / NORMS)
+                if norms.shape == (len(space.vectors),) and norms.dtype == np.float32:
+                    space._norms = norms
+            except (ValueError, OSError, EOFError):
+                pass  # damaged cache: computed from the table instead
+        return space
 
     # -- basic facts ---------------------------------------------------------------------------
 

@@ -29,12 +29,12 @@ from .checkpoint import (
     CONFIG,
     COUNTS,
     SNAPSHOTS,
-    TABLE,
     checkpoint_dir,
     find_run,
     is_snapshot_step,
     new_run_dir,
     read_meta,
+    save_table,
     snapshot_name,
     write_checkpoint_dir,
     write_meta,
@@ -284,8 +284,7 @@ class Trainer:
             return
         from safetensors.torch import save_file
 
-        table = table_numpy(self.raw_model)
-        save_npy_atomic(self.run / TABLE, table)
+        save_table(self.run, table_numpy(self.raw_model))
         opt_tensors, opt_meta = _optimizer_tensors(self.optimizer)
         state = {"step": self.step, "tokens": self.tokens, "seconds": self.seconds,
                  "sampler": self.sampler.rng.bit_generator.state, "optimizer": opt_meta,

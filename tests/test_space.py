@@ -230,3 +230,11 @@ def test_query_path_never_imports_torch(trained_run):
             "try: main()\nexcept SystemExit: pass\nassert 'torch' not in sys.modules, 'torch imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_saved_norms_are_the_tables_and_are_used(trained_run):
+    table = np.load(trained_run / "embeddings.npy")
+    norms = np.load(trained_run / "norms.npy")
+    np.testing.assert_allclose(norms, np.linalg.norm(table, axis=1), rtol=1e-5)
+    space = EmbeddingSpace.from_run(trained_run)
+    assert space._norms is not None and space.norms is not None
