@@ -118,12 +118,13 @@ def test_interrupt_saves_and_exits_cleanly(corpus_file, tmp_path):
            "--name", "sig", "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     state = tmp_path / "runs" / "sig" / "checkpoint" / "state.json"
-    deadline = time.time() + 120
-    while not state.exists() and time.time() < deadline:  # wait until it is really training
+    deadline = time.time() + 300
+    while not state.exists() and time.time() < deadline and proc.poll() is None:  # wait until it is training
         time.sleep(0.2)
+    assert state.exists(), "training never reached its first checkpoint"
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err
     assert "interrupted at step" in err and "Traceback" not in err
     meta = json.loads((tmp_path / "runs" / "sig" / "meta.json").read_text())
