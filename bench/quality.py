@@ -88,7 +88,7 @@ def main() -> None:
             elif isinstance(v, list):
                 v = " ".join(v)
             elif isinstance(v, float):
-                v = f"{v:.1f} s wall"
+                v = f"{v:.1f} s wall" if v == v else "(an existing run)"
             cells.append(f"{str(v)[:46]:<48}")
         print(f"{key:<22}" + "".join(cells))
 
