@@ -17,7 +17,7 @@ import numpy as np
 
 from .checkpoint import COUNTS, NORMS, TABLE, find_run, list_snapshots, read_meta
 from .errors import EmbcliError
-from .tokenizer import EOT_ID, N_VOCAB, Vocab
+from .tokenizer import N_VOCAB, Vocab
 
 
 @dataclass
@@ -292,4 +292,4 @@ def parse_row(text: str) -> int:
     return value
 
 
-__all__ = ["EmbeddingSpace", "Neighbor", "Resolved", "load_table", "parse_row", "EOT_ID"]
+__all__ = ["EmbeddingSpace", "Neighbor", "Resolved", "load_table", "parse_row"]
