@@ -514,9 +514,6 @@ def train(cfg: TrainConfig, spec: CorpusSpec | None = None, *, name: str | None 
                 corpus = prepare(CorpusSpec(**meta["corpus"]["spec"]), cache_dir, progress=progress and dist.main)
         else:
             cfg.validate()
-            if cfg.grad_accum % dist.world:
-                raise EmbcliError(f"grad_accum ({cfg.grad_accum}) must be a multiple of the number of processes "
-                                  f"({dist.world})")
             shared: list = [None, None, None]
             if dist.main:
                 try:
