@@ -1,8 +1,8 @@
 """Training throughput: tokens/s and model-FLOPs utilisation of each speed option, against the
 plain eager float32 loop, all measured in one run (these machines are noisy: compare ratios).
 
-    python bench/train_speed.py                      # tiny config, CPU
-    python bench/train_speed.py --config gpt2-small --steps 3
+    python bench/train_speed.py                      # tiny config, CPU (~5 minutes on 2 cores)
+    python bench/train_speed.py --config gpt2-small --steps 1 --rounds 1
     python bench/train_speed.py --device cuda --config gpt2-small
 
 MFU = model FLOPs per second / the matmul peak this script measures itself (bf16 if the variant
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 
@@ -26,19 +27,27 @@ from embcli.model import GPT, GPTConfig  # noqa: E402
 from embcli.train import make_optimizer, pick_device  # noqa: E402
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 4096, k: int = 768, reps: int = 5) -> float:
-    a = torch.randn(n, k, device=device, dtype=dtype)
-    b = torch.randn(k, n, device=device, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    sync(device)
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        a @ b
+def matmul_peak(device: torch.device, dtype: torch.dtype, reps: int = 5) -> float:
+    """The best FLOP/s of a few large matmuls: the "peak" that MFU divides by.
+
+    Several shapes, because the fastest one differs between machines (on a 2-core Xeon with AMX,
+    bf16 2048³ reached 2.0 TFLOP/s while 4096 × 768 × 4096 gave 0.95): a peak that is not the
+    machine's best would flatter every MFU figure.
+    """
+    shapes = [(8192, 8192, 8192)] if device.type == "cuda" else [(4096, 768, 4096), (2048, 2048, 2048), (4096, 4096, 4096)]
+    best_rate = 0.0
+    for m, k, n in shapes:
+        a = torch.randn(m, k, device=device, dtype=dtype)
+        b = torch.randn(k, n, device=device, dtype=dtype)
+        for _ in range(2):
+            a @ b
         sync(device)
-        best = min(best, time.perf_counter() - t)
-    return 2 * n * k * n / best
+        for _ in range(reps):
+            t = time.perf_counter()
+            a @ b
+            sync(device)
+            best_rate = max(best_rate, 2 * m * k * n / (time.perf_counter() - t))
+    return best_rate
 
 
 def sync(device):
@@ -46,12 +55,48 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def output_matmul_ceiling(cfg, device: torch.device, reps: int = 3) -> float:
+    """Tokens/s if a step did nothing but the fused loss's three bf16 matmuls, at its block sizes.
+
+    The output layer is ~85% of the model FLOPs and its matmuls have a short inner dimension (d);
+    this is the throughput torch's own matmuls allow at those shapes, an upper bound for any
+    full-softmax step built from them.
+    """
+    n, d, v = cfg.batch_size * cfg.block_size, cfg.n_embd, cfg.vocab_size
+    chunk, stage = cfg.loss_chunk, max(cfg.loss_stage, cfg.loss_chunk)
+    bf = torch.bfloat16
+    h = torch.randn(n, d, device=device, dtype=bf)
+    w = torch.randn(v, d, device=device, dtype=bf)
+    w_t = w.t().contiguous()
+    staged = torch.randn(min(stage, n), v, device=device, dtype=bf)
+    grad_h = torch.empty(n, d, device=device, dtype=bf)
+
+    def once():
+        for s0 in range(0, n, stage):
+            rows = min(stage, n - s0)
+            for c0 in range(0, rows, chunk):
+                torch.mm(h[s0 + c0:s0 + min(c0 + chunk, rows)], w_t, out=staged[c0:min(c0 + chunk, rows)])
+            torch.mm(staged[:rows], w, out=grad_h[s0:s0 + rows])
+            staged[:rows].t() @ h[s0:s0 + rows]
+
+    once()
+    sync(device)
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        once()
+        sync(device)
+        best = min(best, time.perf_counter() - t)
+    return n / best
+
+
 def flops_per_token(cfg) -> float:
     model_params = cfg.parameter_count()["parameters"] - cfg.block_size * cfg.n_embd  # wpe is a lookup
     return 6 * model_params + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
 
 
-def measure(cfg, device, loss, dtype, compile_, steps, vocab_ids=None, sampled=None) -> float:
+def make_stepper(cfg, device, loss, dtype, compile_, vocab_ids=None, sampled=None):
+    """A model, its optimizer, and a function that trains it one step; warmed up (and compiled)."""
     torch.manual_seed(0)
     model = GPT(GPTConfig.from_train_config(cfg)).to(device)
     opt = make_optimizer(model, cfg, device)
@@ -59,6 +104,7 @@ def measure(cfg, device, loss, dtype, compile_, steps, vocab_ids=None, sampled=N
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if dtype == "bf16" else torch.autocast(device.type, enabled=False)
     g = torch.Generator().manual_seed(0)
     high = cfg.vocab_size if vocab_ids is None else len(vocab_ids)
+    ids = None if vocab_ids is None else vocab_ids.to(device)
 
     def step():
         for _ in range(cfg.grad_accum):
@@ -67,8 +113,8 @@ def measure(cfg, device, loss, dtype, compile_, steps, vocab_ids=None, sampled=N
                 idx = vocab_ids[idx]
             idx = idx.to(device)
             with amp:
-                out = fwd(idx[:, :-1], idx[:, 1:], loss_impl=loss, chunk=cfg.loss_chunk,
-                          vocab_ids=None if vocab_ids is None else vocab_ids.to(device), sampled=sampled)
+                out = fwd(idx[:, :-1], idx[:, 1:], loss_impl=loss, chunk=cfg.loss_chunk, stage=cfg.loss_stage,
+                          compiled_softmax=compile_, vocab_ids=ids, sampled=sampled)
             (out / cfg.grad_accum).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -77,6 +123,10 @@ def measure(cfg, device, loss, dtype, compile_, steps, vocab_ids=None, sampled=N
     for _ in range(2):  # warm-up (and compilation)
         step()
     sync(device)
+    return step
+
+
+def tokens_per_second(cfg, device, step, steps: int) -> float:
     t = time.perf_counter()
     for _ in range(steps):
         step()
@@ -88,7 +138,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="tiny")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=3, help="steps per variant per round")
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--set", action="append", default=[], help="config override KEY=VALUE")
     ap.add_argument("--variants", default="", help="comma-separated subset of the variant names")
     args = ap.parse_args()
@@ -103,46 +154,72 @@ def main() -> None:
         torch.backends.cuda.matmul.allow_tf32 = False  # the baseline is plain fp32
         if not any(s.startswith("loss_chunk=") for s in args.set):
             cfg.loss_chunk = 8192  # a GPU wants big chunks: few launches, still no full logits
-    size = 8192 if device.type == "cuda" else 4096
-    peak32 = matmul_peak(device, torch.float32, n=size, k=size if device.type == "cuda" else 768)
-    peak16 = matmul_peak(device, torch.bfloat16, n=size, k=size if device.type == "cuda" else 768)
+
+    def peaks():
+        return matmul_peak(device, torch.float32), matmul_peak(device, torch.bfloat16)
+
+    # Shared machines drift (a 2-core VM measured 480-2,200 GFLOP/s bf16 within minutes), so the
+    # peak is measured before the variants and again after, and MFU divides by the higher one.
+    peak32, peak16 = peaks()
     fpt = flops_per_token(cfg)
     print(f"device {device}; config {args.config}: {cfg.n_layer} layers, d {cfg.n_embd}, ctx {cfg.block_size}, "
-          f"batch {cfg.batch_size}×{cfg.grad_accum}; {fpt / 1e6:.1f} MFLOP/token; threads {torch.get_num_threads()}")
-    print(f"measured matmul peak: {peak32 / 1e9:,.0f} GFLOP/s fp32, {peak16 / 1e9:,.0f} GFLOP/s bf16")
+          f"batch {cfg.batch_size}×{cfg.grad_accum}; {fpt / 1e6:.1f} MFLOP/token; threads {torch.get_num_threads()}; "
+          f"fused loss: chunk {cfg.loss_chunk}, stage {cfg.loss_stage}")
+    print(f"matmul peak measured before the variants: {peak32 / 1e9:,.0f} GFLOP/s fp32, {peak16 / 1e9:,.0f} GFLOP/s bf16")
+    corpus_ids = torch.randperm(cfg.vocab_size, generator=torch.Generator().manual_seed(1))[:36600].sort().values
+    q = torch.ones(cfg.vocab_size) / cfg.vocab_size
+    sampled = (torch.multinomial(q, cfg.negatives, replacement=True).to(device), torch.log(q).to(device))
+    # name, loss, dtype, torch.compile, extra: the first is the baseline, the plain eager float32 loop
     variants = [
-        ("plain-fp32", "plain", "fp32", False),
-        ("fused-fp32", "fused", "fp32", False),
-        ("plain-bf16", "plain", "bf16", False),
-        ("fused-bf16", "fused", "bf16", False),
-        ("fused-fp32-compile", "fused", "fp32", True),
-        ("plain-bf16-compile", "plain", "bf16", True),
-        ("fused-bf16-compile", "fused", "bf16", True),
+        ("plain-fp32", "plain", "fp32", False, {}),
+        ("fused-fp32", "fused", "fp32", False, {}),
+        ("plain-bf16", "plain", "bf16", False, {}),
+        ("fused-bf16", "fused", "bf16", False, {}),
+        ("fused-fp32-compile", "fused", "fp32", True, {}),
+        ("plain-bf16-compile", "plain", "bf16", True, {}),
+        ("fused-bf16-compile", "fused", "bf16", True, {}),
+        # options that cut the work itself, reported apart, not counted toward the speed ratio
+        ("corpus-vocab", "fused", "bf16", True, {"vocab_ids": corpus_ids}),
+        ("sampled", "sampled", "bf16", True, {"sampled": sampled}),
     ]
+    notes = {"corpus-vocab": "fused-bf16-compile, softmax over 36.6k ids: less work, reported apart",
+             "sampled": f"fused-bf16-compile, {cfg.negatives} shared negatives: less work, reported apart"}
     if args.variants:
         wanted = set(args.variants.split(","))
         variants = [v for v in variants if v[0] in wanted or v[0] == "plain-fp32"]
-    base = None
-    print(f"{'variant':<24}{'tokens/s':>12}{'× plain':>9}{'MFU(own)':>10}{'MFU(bf16)':>10}")
-    for name, loss, dtype, comp in variants:
+    steppers = {}
+    for name, loss, dtype, comp, extra in variants:
         try:
-            rate = measure(cfg, device, loss, dtype, comp, args.steps)
+            steppers[name] = make_stepper(cfg, device, loss, dtype, comp, **extra)
         except Exception as exc:  # e.g. torch.compile without a compiler
             print(f"{name:<24} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}")
+    # Rounds, each timing every variant in turn: a slow spell of a shared machine then hits all
+    # variants of a round alike, and the ratio to the plain loop is taken within each round.
+    rates = {name: [] for name in steppers}
+    for _ in range(args.rounds):
+        for name, step in steppers.items():
+            rates[name].append(tokens_per_second(cfg, device, step, args.steps))
+    after32, after16 = peaks()
+    print(f"matmul peak measured after the variants:  {after32 / 1e9:,.0f} GFLOP/s fp32, {after16 / 1e9:,.0f} GFLOP/s bf16; "
+          "MFU below divides by the higher of the two")
+    peak32, peak16 = max(peak32, after32), max(peak16, after16)
+    print(f"{args.rounds} rounds of {args.steps} steps per variant; tokens/s and × plain are medians over the rounds")
+    print(f"{'variant':<24}{'tokens/s':>12}{'× plain':>9}{'MFU(own)':>10}{'MFU(bf16)':>10}")
+    base = rates["plain-fp32"]
+    for name, _, dtype, _, _ in variants:
+        if name not in rates:
             continue
-        base = base or rate
+        rate = statistics.median(rates[name])
+        ratio = statistics.median(r / b for r, b in zip(rates[name], base))
         own = peak16 if dtype == "bf16" else peak32
-        print(f"{name:<24}{rate:>12,.0f}{rate / base:>9.2f}{rate * fpt / own:>10.1%}{rate * fpt / peak16:>10.1%}")
-    # An option that cuts the work (not counted toward the ratio): softmax over the ids a corpus has.
-    corpus_ids = torch.randperm(cfg.vocab_size, generator=torch.Generator().manual_seed(1))[:36600].sort().values
-    rate = measure(cfg, device, "fused", "bf16", False, args.steps, vocab_ids=corpus_ids)
-    print(f"{'fused-bf16 corpus-vocab':<24}{rate:>12,.0f}{rate / base:>9.2f}   (36.6k-id softmax: less work, "
-          "reported apart)")
-    q = torch.ones(cfg.vocab_size) / cfg.vocab_size
-    sampled = (torch.multinomial(q, cfg.negatives, replacement=True).to(device), torch.log(q).to(device))
-    rate = measure(cfg, device, "sampled", "fp32", False, args.steps, sampled=sampled)
-    print(f"{'sampled-fp32':<24}{rate:>12,.0f}{rate / base:>9.2f}   ({cfg.negatives} shared negatives: less work, "
-          "reported apart)")
+        line = f"{name:<24}{rate:>12,.0f}{ratio:>9.2f}"
+        if name in notes:
+            print(f"{line}   ({notes[name]})")
+        else:
+            print(f"{line}{rate * fpt / own:>10.1%}{rate * fpt / peak16:>10.1%}")
+    ceiling = output_matmul_ceiling(cfg, device)
+    print(f"{'ceiling: 3 loss matmuls':<24}{ceiling:>12,.0f}{ceiling / statistics.median(base):>9.2f}{'':>10}"
+          f"{ceiling * fpt / peak16:>10.1%}   (bf16 alone: the most torch's matmuls allow at these shapes)")
 
 
 if __name__ == "__main__":

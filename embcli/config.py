@@ -51,7 +51,8 @@ class TrainConfig:
     dtype: str = "auto"  # auto | float32 | bfloat16 (autocast); auto: bf16 on CUDA, float32 elsewhere
     loss: str = "fused"  # fused: chunked linear + cross-entropy, never the full logits; plain;
     #                      sampled: sampled softmax over `negatives` shared negatives (less work)
-    loss_chunk: int = 128  # rows per chunk of the fused loss
+    loss_chunk: int = 64  # rows per softmax chunk of the fused loss (small: stays in cache)
+    loss_stage: int = 1024  # rows per gradient matmul of the fused loss (large: efficient matmuls)
     negatives: int = 2048  # negatives per step for loss = sampled
     output_vocab: str = "full"  # full: softmax over all 50257 ids; corpus: only ids the corpus has
     compile: bool = False  # torch.compile the model
@@ -61,7 +62,8 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         problems = []
         positive = ["vocab_size", "n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum",
-                    "eval_batches", "eval_interval", "checkpoint_interval", "loss_chunk", "negatives"]
+                    "eval_batches", "eval_interval", "checkpoint_interval", "loss_chunk", "loss_stage",
+                    "negatives"]
         for name in positive:
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0 (got {getattr(self, name)})")

@@ -8,7 +8,7 @@ direction for contexts that predict it. That is why similar tokens end up near e
 
 For GPT-2 small the table is 50257 × 768 = 38.6M of the model's 124M parameters, and the output
 matmul against it is most of the compute of a small model. :func:`fused_linear_cross_entropy`
-computes that layer and the loss chunk by chunk, so the (tokens × 50257) logits never exist whole.
+computes that layer and the loss block by block, so the (tokens × 50257) logits never exist whole.
 """
 
 from __future__ import annotations
@@ -50,8 +50,17 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.c_attn(x).split(C, dim=2)
         # (B, T, C) -> (B, heads, T, head_dim)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        # flash attention on CUDA, a fused kernel on CPU; the causal mask is built in
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+        dropout = self.dropout if self.training else 0.0
+        if x.device.type == "cpu" and T <= 256:
+            # Short contexts on CPU: the attention matrix written out (as nanoGPT's fallback does).
+            # PyTorch's CPU flash-attention backward is ~3.5× slower at T = 128 (bench/train_speed.py
+            # numbers in the README); from T ≈ 512 it wins, and it never holds the T × T matrix.
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.size(-1)))
+            causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+            att = F.dropout(F.softmax(att.masked_fill(~causal, float("-inf")), dim=-1), dropout, self.training)
+            y = att @ v
+        else:  # flash attention on CUDA, a fused kernel on CPU; the causal mask is built in
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -125,7 +134,8 @@ class GPT(nn.Module):
         return self.ln_f(x)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *, loss_impl: str = "fused",
-                chunk: int = 256, vocab_ids: torch.Tensor | None = None, sampled: tuple | None = None):
+                chunk: int = 64, stage: int = 1024, compiled_softmax: bool = False,
+                vocab_ids: torch.Tensor | None = None, sampled: tuple | None = None):
         """Logits when ``targets`` is None, else the mean next-token cross-entropy.
 
         ``vocab_ids`` restricts the softmax to those ids (targets must be among them); it is the
@@ -147,7 +157,7 @@ class GPT(nn.Module):
             if sampled is None:
                 raise ValueError("loss_impl='sampled' needs sampled=(negative ids, log proposal probabilities)")
             return sampled_softmax_loss(h, weight, targets, *sampled)
-        return fused_linear_cross_entropy(h, weight, targets, chunk)
+        return fused_linear_cross_entropy(h, weight, targets, chunk, stage, compiled_softmax)
 
 
 def remap_targets(targets: torch.Tensor, vocab_ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
@@ -156,40 +166,102 @@ def remap_targets(targets: torch.Tensor, vocab_ids: torch.Tensor, vocab_size: in
     return lookup[targets]
 
 
-class _FusedLinearCrossEntropy(torch.autograd.Function):
-    """mean CE(h @ W.T, y) with its gradients formed during the forward pass, chunk by chunk.
+def _softmax_rows_(z: torch.Tensor) -> torch.Tensor:
+    """Overwrite each row of ``z`` with its softmax, computed in float32; return the rows' logsumexp.
 
-    The loss is a scalar, so d(loss)/d(h) and d(loss)/d(W) are known once the softmax of a chunk
-    is known: softmax(z) - onehot(y), scaled by 1/N. Computing them right away means each chunk's
-    (rows × vocab) logits are used while they sit in cache and then dropped — never the full
-    (N × vocab) tensor, never a second pass. Backward only scales the stored gradients.
+    Written for torch.compile: Inductor turns it into one loop that finds the max and the sum of
+    exponentials together (an "online" softmax) and one that writes the result back in place, so
+    a chunk of logits is read twice and written once. Eagerly it is a handful of passes.
+    """
+    zf = z.float()
+    m = zf.amax(1, keepdim=True)
+    e = torch.exp(zf - m)
+    s = e.sum(1, keepdim=True)
+    z.copy_((e * (1.0 / s)).to(z.dtype))
+    return (m + s.log()).squeeze(1)
+
+
+def _softmax_rows_eager_(z: torch.Tensor) -> torch.Tensor:
+    """:func:`_softmax_rows_` without a compiler: fewer temporaries than the compilable form."""
+    zf = z.float()  # z itself when z is float32, so the passes below work in place
+    lse = torch.logsumexp(zf, 1)
+    zf.sub_(lse[:, None]).exp_()
+    if zf is not z:
+        z.copy_(zf)
+    return lse
+
+
+_compiled_softmax = None  # torch.compile(_softmax_rows_), made on first use; False once it has failed
+
+
+def _softmax_rows_in_place(z: torch.Tensor, compiled: bool) -> torch.Tensor:
+    global _compiled_softmax
+    if compiled and _compiled_softmax is not False:
+        if _compiled_softmax is None:
+            _compiled_softmax = torch.compile(_softmax_rows_, dynamic=False)
+        try:
+            return _compiled_softmax(z)
+        except Exception as exc:  # no C++ compiler, or an Inductor bug: fall back for good
+            if not type(exc).__module__.startswith(("torch._dynamo", "torch._inductor")):
+                raise
+            _compiled_softmax = False
+    return _softmax_rows_eager_(z)
+
+
+class _FusedLinearCrossEntropy(torch.autograd.Function):
+    """mean CE(h @ W.T, y) with its gradients formed during the forward pass, a block at a time.
+
+    The loss is a scalar, so d(loss)/d(logits) is known as soon as a row's softmax is: it is
+    softmax(z) - onehot(y), scaled by 1/N. So the forward pass computes, for ``chunk`` rows at a
+    time, the logits (into a reused buffer), turns them *in place* into that gradient, and once
+    ``stage`` rows are staged, multiplies them out into d(loss)/d(h) and d(loss)/d(W). The
+    (N × vocab) logits never exist whole, and there is no second pass; backward only scales.
+
+    Why two block sizes: the softmax wants few rows, so a chunk of logits stays in cache between
+    the matmul that writes it and the passes that read it; the two gradient matmuls want many rows
+    (their inner dimension, or their output, is that count), and the float32 d(loss)/d(W) is
+    read and written once per stage, not once per chunk. On a 2-core CPU with bf16 this is ~2.5×
+    faster than doing all three matmuls chunk by chunk (bench/train_speed.py).
     """
 
     @staticmethod
-    def forward(ctx, h, weight, targets, chunk):
+    def forward(ctx, h, weight, targets, chunk, stage, compiled):
         n, d = h.shape
+        vocab = weight.size(0)
         on = h.device.type
         compute = torch.get_autocast_dtype(on) if torch.is_autocast_enabled(on) else h.dtype
         with torch.autocast(on, enabled=False):
             w, hs = weight.to(compute), h.to(compute)
+            # (d, vocab) laid out row by row: oneDNN's matmul h @ w_t is ~1.5× faster on it than on
+            # the transposed view w.t() (CPU, bf16); it costs one copy of the table per step.
+            w_t = w.t().contiguous()
+            stage = max(stage, chunk)
+            staged = torch.empty(min(stage, n), vocab, dtype=compute, device=h.device)  # reused
             grad_h = torch.empty(n, d, dtype=compute, device=h.device)
             grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=h.device)
-            logits = torch.empty(min(chunk, n), weight.size(0), dtype=compute, device=h.device)  # reused
             total = torch.zeros((), dtype=torch.float32, device=h.device)
             valid = targets != -100
-            for start in range(0, n, chunk):
-                hc, yc, ok = hs[start:start + chunk], targets[start:start + chunk], valid[start:start + chunk]
-                rows = len(yc)
-                z = torch.mm(hc, w.t(), out=logits[:rows])
-                logp = torch.log_softmax(z, dim=1, dtype=torch.float32)  # the softmax in float32, always
-                y = yc.clamp(min=0)
-                total -= (logp.gather(1, y[:, None]).squeeze(1) * ok).sum()
-                grad = logp.exp_()  # softmax
-                grad[torch.arange(rows, device=h.device), y] -= 1.0  # softmax - onehot
-                grad.mul_(ok.unsqueeze(1))  # ignored positions (-100) contribute nothing
-                grad = grad.to(compute)
-                torch.mm(grad, w, out=grad_h[start:start + rows])
-                grad_w.add_(grad.t() @ hc)  # accumulated in float32 whatever the compute dtype
+            some_ignored = bool((~valid).any())
+            for s0 in range(0, n, stage):
+                s_rows = min(stage, n - s0)
+                for c0 in range(s0, s0 + s_rows, chunk):
+                    rows = min(chunk, s0 + s_rows - c0)
+                    z = staged[c0 - s0:c0 - s0 + rows]
+                    torch.mm(hs[c0:c0 + rows], w_t, out=z)
+                    ok = valid[c0:c0 + rows]
+                    y = targets[c0:c0 + rows].clamp(min=0)
+                    at = torch.arange(rows, device=h.device)
+                    z_y = z[at, y].float()
+                    lse = _softmax_rows_in_place(z, compiled)  # z is now softmax(logits)
+                    total -= ((z_y - lse) * ok).sum()  # log-probability of each target
+                    # softmax - onehot at the target, formed in float32: p - 1 near p = 1 would
+                    # cancel to nothing if p were rounded to bf16 first
+                    z[at, y] = (torch.exp(z_y - lse) - 1.0).to(compute)
+                    if some_ignored:
+                        z.mul_(ok[:, None])  # ignored positions (-100) contribute nothing
+                grad = staged[:s_rows]
+                torch.mm(grad, w, out=grad_h[s0:s0 + s_rows])
+                grad_w.add_(grad.t() @ hs[s0:s0 + s_rows])  # summed in float32 whatever the compute dtype
         scale = 1.0 / valid.sum().clamp(min=1).to(torch.float32)
         ctx.save_for_backward(grad_h, grad_w, scale)
         ctx.dtypes = (h.dtype, weight.dtype)
@@ -200,12 +272,17 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
         grad_h, grad_w, scale = ctx.saved_tensors
         s = grad_out * scale
         h_dtype, w_dtype = ctx.dtypes
-        return (grad_h.float() * s).to(h_dtype), (grad_w * s).to(w_dtype), None, None
+        return (grad_h.float() * s).to(h_dtype), (grad_w * s).to(w_dtype), None, None, None, None
 
 
-def fused_linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int = 128):
-    """mean cross-entropy of (h @ weight.T) against targets (-100 = ignored), chunk rows at a time."""
-    return _FusedLinearCrossEntropy.apply(h, weight, targets, chunk)
+@torch.compiler.disable  # under torch.compile(model) this runs as written, with its own compiled kernel
+def fused_linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int = 64,
+                               stage: int = 1024, compiled: bool = False):
+    """mean cross-entropy of (h @ weight.T) against targets (-100 = ignored), never holding the
+    full logits: softmax ``chunk`` rows at a time, gradient matmuls ``stage`` rows at a time.
+    ``compiled`` runs the softmax through torch.compile (falls back to eager without a compiler).
+    """
+    return _FusedLinearCrossEntropy.apply(h, weight, targets, chunk, stage, compiled)
 
 
 def sampled_softmax_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor,

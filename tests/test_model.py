@@ -38,16 +38,17 @@ def test_table_starts_as_gpt2_noise():
     assert math.isclose(w.std().item(), 0.02, rel_tol=0.02)
 
 
-@pytest.mark.parametrize("chunk", [7, 64, 1000])
-def test_fused_loss_matches_plain_loss_and_gradients(chunk):
+@pytest.mark.parametrize(("chunk", "stage", "compiled"),
+                         [(7, 1024, False), (64, 1024, False), (1000, 1024, False), (8, 24, False), (7, 50, True)])
+def test_fused_loss_matches_plain_loss_and_gradients(chunk, stage, compiled):
     torch.manual_seed(0)
     h = torch.randn(300, 16, requires_grad=True)
     w = (torch.randn(1000, 16) * 0.3).requires_grad_()
     y = torch.randint(0, 1000, (300,))
-    y[5] = -100  # ignored position
+    y[5] = y[77] = -100  # ignored positions, in different stages
     plain = F.cross_entropy(h @ w.t(), y)
     gh, gw = torch.autograd.grad(plain * 3, [h, w])
-    fused = fused_linear_cross_entropy(h, w, y, chunk)
+    fused = fused_linear_cross_entropy(h, w, y, chunk, stage, compiled)
     fh, fw = torch.autograd.grad(fused * 3, [h, w])
     torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(fh, gh, rtol=1e-4, atol=1e-6)
@@ -95,3 +96,38 @@ def test_sampled_softmax_with_all_ids_as_negatives_is_close_to_the_full_softmax(
     log_q = torch.full((200,), -math.log(200))  # uniform proposal: the correction is a constant
     # every id is a negative once, the target's own copy is masked: exactly the full softmax
     torch.testing.assert_close(sampled_softmax_loss(h, w, y, negatives, log_q), F.cross_entropy(h @ w.t(), y))
+
+
+def loss_curve(loss_impl: str, bf16: bool, compiled_softmax: bool, steps: int = 8) -> list[float]:
+    """Train a small tied GPT (full 50257-way softmax) for a few steps from a fixed seed."""
+    from embcli.config import TrainConfig
+    from embcli.train import make_optimizer
+
+    cfg = TrainConfig(n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=8, learning_rate=1e-2)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.from_train_config(cfg))
+    opt = make_optimizer(model, cfg, torch.device("cpu"))
+    data = torch.Generator().manual_seed(1)
+    pattern = torch.randint(0, 50257, (40,), generator=data)  # a repeating text: the loss must fall
+    losses = []
+    for _ in range(steps):
+        starts = torch.randint(0, 40, (8,), generator=data)
+        rows = pattern[(starts[:, None] + torch.arange(33)) % 40]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = model(rows[:, :-1], rows[:, 1:], loss_impl=loss_impl, chunk=16, stage=64,
+                         compiled_softmax=compiled_softmax)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    return losses
+
+
+def test_fast_paths_follow_the_plain_loss_curve():
+    # the guard on the speed work: same seed, same batches -> the same losses, step by step
+    plain = loss_curve("plain", bf16=False, compiled_softmax=False)
+    assert plain[-1] < plain[0] - 1.0  # it learns, so the curves are compared while they move
+    fused = loss_curve("fused", bf16=False, compiled_softmax=False)
+    torch.testing.assert_close(torch.tensor(fused), torch.tensor(plain), rtol=1e-4, atol=1e-4)
+    fast = loss_curve("fused", bf16=True, compiled_softmax=True)  # what bench/train_speed.py's fastest row runs
+    torch.testing.assert_close(torch.tensor(fast), torch.tensor(plain), rtol=2e-3, atol=1e-2)

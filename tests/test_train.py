@@ -170,7 +170,7 @@ def test_compile_failure_falls_back_to_eager(corpus_file, tiny, monkeypatch):
     failure = type("BackendCompilerFailed", (RuntimeError,), {"__module__": "torch._dynamo.exc"})
 
     class NoCompiler(torch.nn.Module):
-        def __init__(self, model):
+        def __init__(self, model, **options):
             super().__init__()
             self._orig_mod = model
 
