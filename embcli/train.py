@@ -372,11 +372,16 @@ class Trainer:
             negatives = torch.multinomial(self.proposal, cfg.negatives, replacement=True)
             sampled = (negatives, self.log_q)
         total = torch.zeros((), device=self.device)
+        x_all, y_all = torch.from_numpy(x_all), torch.from_numpy(y_all)
+        if self.device.type == "cuda":
+            # page-locked host memory: the copies below return at once and run in the stream's order,
+            # so Python queues the micro-steps' kernels without waiting for the transfers
+            x_all, y_all = x_all.pin_memory(), y_all.pin_memory()
         for micro in range(per_rank):
             g = micro * dist.world + dist.rank  # this rank's micro-steps of the global batch
             sl = slice(g * cfg.batch_size, (g + 1) * cfg.batch_size)
-            x = torch.from_numpy(x_all[sl]).to(self.device, non_blocking=True)
-            y = torch.from_numpy(y_all[sl]).to(self.device, non_blocking=True)
+            x = x_all[sl].to(self.device, non_blocking=True)
+            y = y_all[sl].to(self.device, non_blocking=True)
             sync = nullcontext() if (not dist.enabled or micro == per_rank - 1) else self.model.no_sync()
             with sync:
                 loss = self._forward_loss(x, y, sampled) / per_rank
