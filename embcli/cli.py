@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 from pathlib import Path
 from typing import List, Optional
@@ -71,6 +72,21 @@ def _parse_duration(text: str | None) -> float | None:
     return seconds
 
 
+def _parse_count(text: str | None, option: str) -> int | None:
+    """A whole number written plainly or as 2e6, 10_500_000, 500k, 2M, 1G."""
+    if text is None:
+        return None
+    value = text.strip().lower().replace("_", "").replace(",", "")
+    scale = {"k": 10**3, "m": 10**6, "g": 10**9}.get(value[-1:], None)
+    try:
+        number = float(value[:-1] if scale else value) * (scale or 1)
+    except ValueError:
+        raise EmbcliError(f"{option} takes a count like 2000000, 2e6 or 2M (got {text!r})") from None
+    if not math.isfinite(number) or number < 0 or number != int(number):
+        raise EmbcliError(f"{option} must be a whole number ≥ 0 (got {text!r})")
+    return int(number)
+
+
 # ---------------------------------------------------------------------------------------------
 # Options shared by several commands
 # ---------------------------------------------------------------------------------------------
@@ -120,7 +136,7 @@ def train(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (same seed, same run on CPU)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=0, help="Stop after this many steps."),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=0, help="Stop after this many tokens."),
+    max_tokens: Optional[str] = typer.Option(None, "--max-tokens", help="Stop after this many tokens: 2000000, 2e6, 2M."),
     time_budget: Optional[str] = typer.Option(None, "--time-budget", help="Stop after this long: 600, 10m, 1h."),
     runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Where runs live (default ./runs)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -129,6 +145,7 @@ def train(
     from .config import load_config
 
     budget = _parse_duration(time_budget)
+    max_tokens = _parse_count(max_tokens, "--max-tokens")
     stops = {k: v for k, v in {"max_steps": max_steps, "max_tokens": max_tokens, "time_budget": budget}.items()
              if v is not None}
     overrides = list(set_ or [])

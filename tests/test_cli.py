@@ -52,6 +52,14 @@ def test_inspect_model_of_a_config():
     assert "124,439,808 parameters" in result.stdout and "38,597,376" in result.stdout
 
 
+@pytest.mark.parametrize("text, count", [("2000000", 2_000_000), ("2e6", 2_000_000), ("10_500_000", 10_500_000),
+                                         ("2M", 2_000_000), ("500k", 500_000), ("0", 0)])
+def test_token_counts_are_read_as_people_write_them(text, count):
+    from embcli.cli import _parse_count
+
+    assert _parse_count(text, "--max-tokens") == count
+
+
 @pytest.mark.parametrize("args, code, fragment", [
     (["train", "--corpus", "missing.txt"], 2, "does not exist"),
     (["train", "--set", "n_layers=3"], 2, "unknown config key n_layers"),
@@ -60,6 +68,8 @@ def test_inspect_model_of_a_config():
     (["train", "--device", "quantum"], 2, "unknown device"),
     (["train", "--config", "nope"], 2, "no config 'nope'"),
     (["train", "--time-budget", "soon"], 2, "--time-budget takes"),
+    (["train", "--max-tokens", "lots"], 2, "--max-tokens takes a count"),
+    (["train", "--max-tokens", "1.5"], 2, "--max-tokens must be a whole number"),
     (["train", "--resume", "ghost"], 2, "no run 'ghost'"),
     (["runs", "--json"], 0, None),
 ])
