@@ -51,7 +51,7 @@ class TrainConfig:
     dtype: str = "auto"  # auto | float32 | bfloat16 (autocast); auto: bf16 on CUDA, float32 elsewhere
     loss: str = "fused"  # fused: chunked linear + cross-entropy, never the full logits; plain;
     #                      sampled: sampled softmax over `negatives` shared negatives (less work)
-    loss_chunk: int = 64  # rows per softmax chunk of the fused loss (small: stays in cache)
+    loss_chunk: int = 256  # rows per logits matmul of the fused loss (never the full logits)
     loss_stage: int = 1024  # rows per gradient matmul of the fused loss (large: efficient matmuls)
     negatives: int = 2048  # negatives per step for loss = sampled
     output_vocab: str = "full"  # full: softmax over all 50257 ids; corpus: only ids the corpus has

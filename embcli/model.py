@@ -134,7 +134,7 @@ class GPT(nn.Module):
         return self.ln_f(x)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *, loss_impl: str = "fused",
-                chunk: int = 64, stage: int = 1024, compiled_softmax: bool = False,
+                chunk: int = 256, stage: int = 1024, compiled_softmax: bool = False,
                 vocab_ids: torch.Tensor | None = None, sampled: tuple | None = None):
         """Logits when ``targets`` is None, else the mean next-token cross-entropy.
 
@@ -171,7 +171,7 @@ def _softmax_rows_(z: torch.Tensor) -> torch.Tensor:
 
     Written for torch.compile: Inductor turns it into one loop that finds the max and the sum of
     exponentials together (an "online" softmax) and one that writes the result back in place, so
-    a chunk of logits is read twice and written once. Eagerly it is a handful of passes.
+    a block of logits is read twice and written once. Eagerly it is a handful of passes.
     """
     zf = z.float()
     m = zf.amax(1, keepdim=True)
@@ -212,16 +212,16 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
     """mean CE(h @ W.T, y) with its gradients formed during the forward pass, a block at a time.
 
     The loss is a scalar, so d(loss)/d(logits) is known as soon as a row's softmax is: it is
-    softmax(z) - onehot(y), scaled by 1/N. So the forward pass computes, for ``chunk`` rows at a
-    time, the logits (into a reused buffer), turns them *in place* into that gradient, and once
+    softmax(z) - onehot(y), scaled by 1/N. So the forward pass computes the logits of ``chunk``
+    rows at a time (into a reused buffer), turns them *in place* into that gradient, and once
     ``stage`` rows are staged, multiplies them out into d(loss)/d(h) and d(loss)/d(W). The
     (N × vocab) logits never exist whole, and there is no second pass; backward only scales.
 
-    Why two block sizes: the softmax wants few rows, so a chunk of logits stays in cache between
-    the matmul that writes it and the passes that read it; the two gradient matmuls want many rows
-    (their inner dimension, or their output, is that count), and the float32 d(loss)/d(W) is
-    read and written once per stage, not once per chunk. On a 2-core CPU with bf16 this is ~2.5×
-    faster than doing all three matmuls chunk by chunk (bench/train_speed.py).
+    Why two block sizes: the logits matmul has a short inner dimension (d), so it needs a few
+    hundred rows to run well, while the two gradient matmuls want many rows (their inner
+    dimension, or their output, is that count) and the float32 d(loss)/d(W) is then read and
+    written once per stage, not once per chunk. On a 2-core CPU with bf16 this is ~2.5× faster
+    than doing all three matmuls 128 rows at a time (bench/train_speed.py).
     """
 
     @staticmethod
@@ -236,6 +236,10 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
             # the transposed view w.t() (CPU, bf16); it costs one copy of the table per step.
             w_t = w.t().contiguous()
             stage = max(stage, chunk)
+            # On a CPU the softmax goes a few rows at a time (the forward matmul wants more rows
+            # than that: ~25% faster on the output layer at 256 + 32 than at 64 + 64); on a GPU
+            # one kernel over the whole chunk.
+            piece = min(chunk, 32) if h.device.type == "cpu" else chunk
             staged = torch.empty(min(stage, n), vocab, dtype=compute, device=h.device)  # reused
             grad_h = torch.empty(n, d, dtype=compute, device=h.device)
             grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=h.device)
@@ -245,20 +249,22 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
             for s0 in range(0, n, stage):
                 s_rows = min(stage, n - s0)
                 for c0 in range(s0, s0 + s_rows, chunk):
-                    rows = min(chunk, s0 + s_rows - c0)
-                    z = staged[c0 - s0:c0 - s0 + rows]
-                    torch.mm(hs[c0:c0 + rows], w_t, out=z)
-                    ok = valid[c0:c0 + rows]
-                    y = targets[c0:c0 + rows].clamp(min=0)
-                    at = torch.arange(rows, device=h.device)
-                    z_y = z[at, y].float()
-                    lse = _softmax_rows_in_place(z, compiled)  # z is now softmax(logits)
-                    total -= ((z_y - lse) * ok).sum()  # log-probability of each target
-                    # softmax - onehot at the target, formed in float32: p - 1 near p = 1 would
-                    # cancel to nothing if p were rounded to bf16 first
-                    z[at, y] = (torch.exp(z_y - lse) - 1.0).to(compute)
-                    if some_ignored:
-                        z.mul_(ok[:, None])  # ignored positions (-100) contribute nothing
+                    c_rows = min(chunk, s0 + s_rows - c0)
+                    torch.mm(hs[c0:c0 + c_rows], w_t, out=staged[c0 - s0:c0 - s0 + c_rows])
+                    for p0 in range(c0, c0 + c_rows, piece):
+                        rows = min(piece, c0 + c_rows - p0)
+                        z = staged[p0 - s0:p0 - s0 + rows]
+                        ok = valid[p0:p0 + rows]
+                        y = targets[p0:p0 + rows].clamp(min=0)
+                        at = torch.arange(rows, device=h.device)
+                        z_y = z[at, y].float()
+                        lse = _softmax_rows_in_place(z, compiled)  # z is now softmax(logits)
+                        total -= ((z_y - lse) * ok).sum()  # log-probability of each target
+                        # softmax - onehot at the target, formed in float32: p - 1 near p = 1
+                        # would cancel to nothing if p were rounded to bf16 first
+                        z[at, y] = (torch.exp(z_y - lse) - 1.0).to(compute)
+                        if some_ignored:
+                            z.mul_(ok[:, None])  # ignored positions (-100) contribute nothing
                 grad = staged[:s_rows]
                 torch.mm(grad, w, out=grad_h[s0:s0 + s_rows])
                 grad_w.add_(grad.t() @ hs[s0:s0 + s_rows])  # summed in float32 whatever the compute dtype
@@ -276,10 +282,10 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
 
 
 @torch.compiler.disable  # under torch.compile(model) this runs as written, with its own compiled kernel
-def fused_linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int = 64,
+def fused_linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int = 256,
                                stage: int = 1024, compiled: bool = False):
     """mean cross-entropy of (h @ weight.T) against targets (-100 = ignored), never holding the
-    full logits: softmax ``chunk`` rows at a time, gradient matmuls ``stage`` rows at a time.
+    full logits: logits ``chunk`` rows at a time, gradient matmuls ``stage`` rows at a time.
     ``compiled`` runs the softmax through torch.compile (falls back to eager without a compiler).
     """
     return _FusedLinearCrossEntropy.apply(h, weight, targets, chunk, stage, compiled)
