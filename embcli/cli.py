@@ -452,9 +452,10 @@ def show_row(space, token_id, top, json_out, how: str | None = None, out=None):
     out.print("all values (sparkline, low ▁ … █ high):")
     for i in range(0, len(row), width):
         out.print(f"  {i:>4} {sparkline(row[i:i + width]) if row.max() > row.min() else ''}")
-    out.print("heat strip (blue < 0 < red):")
-    for i in range(0, len(row), width):
-        out.print(f"  {i:>4} {heat_strip(row[i:i + width])}")
+    if out.color_system is not None:  # without colour every cell would be the same block
+        out.print("heat strip (blue < 0 < red):")
+        for i in range(0, len(row), width):
+            out.print(f"  {i:>4} {heat_strip(row[i:i + width])}")
     out.print(_neighbor_table("nearest neighbours", neighbors))
 
 

@@ -147,6 +147,7 @@ def test_analogy_similarity_odd_one_out_commands(trained_run):
 def test_inspect_commands(trained_run):
     row = run_cli(trained_run, "inspect", "row", "3797")
     assert row.exit_code == 0 and "␣cat" in row.stdout and "norm" in row.stdout and "▁" in row.stdout
+    assert "heat strip" not in row.stdout  # not a terminal: no colours, so no strip of identical blocks
     data = json.loads(run_cli(trained_run, "inspect", "row", "3797", "--json").stdout)
     assert data["id"] == 3797 and len(data["values"]) == 32 and data["count"] > 0
     tok = json.loads(run_cli(trained_run, "inspect", "token", "cat", "--json").stdout)
@@ -238,3 +239,17 @@ def test_saved_norms_are_the_tables_and_are_used(trained_run):
     np.testing.assert_allclose(norms, np.linalg.norm(table, axis=1), rtol=1e-5)
     space = EmbeddingSpace.from_run(trained_run)
     assert space._norms is not None and space.norms is not None
+
+
+def test_heat_strip_on_a_colour_terminal(trained_run):
+    import io
+
+    from rich.console import Console
+
+    from embcli.cli import show_row
+
+    buffer = io.StringIO()
+    colour = Console(file=buffer, force_terminal=True, color_system="truecolor", width=100)
+    show_row(EmbeddingSpace.from_run(trained_run), 3797, 3, False, out=colour)
+    text = buffer.getvalue()
+    assert "heat strip" in text and "\x1b[38;2;" in text  # 24-bit colour escapes, one per value
