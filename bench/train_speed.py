@@ -158,8 +158,7 @@ def main() -> None:
     def peaks():
         return matmul_peak(device, torch.float32), matmul_peak(device, torch.bfloat16)
 
-    # Shared machines drift (a 2-core VM measured 480-2,200 GFLOP/s bf16 within minutes), so the
-    # peak is measured before the variants and again after, and MFU divides by the higher one.
+    # Shared machines drift (a 2-core VM measured 480-2,200 GFLOP/s bf16 within minutes).
     peak32, peak16 = peaks()
     fpt = flops_per_token(cfg)
     print(f"device {device}; config {args.config}: {cfg.n_layer} layers, d {cfg.n_embd}, ctx {cfg.block_size}, "
@@ -195,14 +194,18 @@ def main() -> None:
             print(f"{name:<24} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}")
     # Rounds, each timing every variant in turn: a slow spell of a shared machine then hits all
     # variants of a round alike, and the ratio to the plain loop is taken within each round.
+    # The peak and the matmul ceiling are measured in every round too, and MFU divides by the
+    # highest peak seen: a peak caught in a slow spell would flatter every MFU figure.
     rates = {name: [] for name in steppers}
+    ceilings = []
     for _ in range(args.rounds):
         for name, step in steppers.items():
             rates[name].append(tokens_per_second(cfg, device, step, args.steps))
-    after32, after16 = peaks()
-    print(f"matmul peak measured after the variants:  {after32 / 1e9:,.0f} GFLOP/s fp32, {after16 / 1e9:,.0f} GFLOP/s bf16; "
-          "MFU below divides by the higher of the two")
-    peak32, peak16 = max(peak32, after32), max(peak16, after16)
+        ceilings.append(output_matmul_ceiling(cfg, device))
+        again32, again16 = peaks()
+        peak32, peak16 = max(peak32, again32), max(peak16, again16)
+    print(f"highest matmul peak seen over the run: {peak32 / 1e9:,.0f} GFLOP/s fp32, {peak16 / 1e9:,.0f} GFLOP/s bf16 "
+          "(MFU divides by these)")
     print(f"{args.rounds} rounds of {args.steps} steps per variant; tokens/s and × plain are medians over the rounds")
     print(f"{'variant':<24}{'tokens/s':>12}{'× plain':>9}{'MFU(own)':>10}{'MFU(bf16)':>10}")
     base = rates["plain-fp32"]
@@ -217,7 +220,7 @@ def main() -> None:
             print(f"{line}   ({notes[name]})")
         else:
             print(f"{line}{rate * fpt / own:>10.1%}{rate * fpt / peak16:>10.1%}")
-    ceiling = output_matmul_ceiling(cfg, device)
+    ceiling = statistics.median(ceilings)
     print(f"{'ceiling: 3 loss matmuls':<24}{ceiling:>12,.0f}{ceiling / statistics.median(base):>9.2f}{'':>10}"
           f"{ceiling * fpt / peak16:>10.1%}   (bf16 alone: the most torch's matmuls allow at these shapes)")
 
