@@ -126,7 +126,10 @@ def test_interrupt_saves_and_exits_cleanly(corpus_file, tmp_path):
     env = dict(os.environ)
     cmd = [sys.executable, "-m", "embcli", "train", "--corpus", str(corpus_file), *SETS, "--max-steps", "100000",
            "--name", "sig", "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # A shell's background job (`make test &`, nohup, some CI runners) starts with SIGINT ignored,
+    # and a process that inherits that never gets a KeyboardInterrupt: give the child the default.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     state = tmp_path / "runs" / "sig" / "checkpoint" / "state.json"
     deadline = time.time() + 300
     while not state.exists() and time.time() < deadline and proc.poll() is None:  # wait until it is training
@@ -134,7 +137,11 @@ def test_interrupt_saves_and_exits_cleanly(corpus_file, tmp_path):
     assert state.exists(), "training never reached its first checkpoint"
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=300)
+    try:
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:  # never leave a training process behind
+            proc.kill()
     assert proc.returncode == 130, err
     assert "interrupted at step" in err and "Traceback" not in err
     meta = json.loads((tmp_path / "runs" / "sig" / "meta.json").read_text())
