@@ -163,8 +163,12 @@ def make_optimizer(model: GPT, cfg: TrainConfig, device: torch.device) -> torch.
         {"params": vectors, "weight_decay": 0.0, "lr_scale": 1.0, "name": "vectors"},
     ]
     # the fused kernel: one pass over each parameter instead of a dozen (4× faster on a 2-core CPU)
-    extra = {"fused": True} if device.type in ("cuda", "cpu") else {}
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), **extra)
+    if device.type in ("cuda", "cpu"):
+        try:
+            return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), fused=True)
+        except RuntimeError:  # a torch whose fused AdamW does not cover this device yet
+            pass
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
 
 
 def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:

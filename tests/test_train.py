@@ -188,3 +188,15 @@ def test_sampled_softmax_trains_and_validates_with_the_full_softmax(corpus_file,
     hist = losses(result.run)
     assert np.mean(hist[-5:]) < hist[0] - 1.0
     assert 0 < result.val_loss < 10.8  # the full 50257-way loss, comparable across recipes
+
+
+def test_cpu_training_uses_the_fused_adamw_kernel():
+    from embcli.config import TrainConfig
+    from embcli.model import GPT, GPTConfig
+    from embcli.train import make_optimizer
+
+    cfg = TrainConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, embedding_lr=1e-2)
+    opt = make_optimizer(GPT(GPTConfig.from_train_config(cfg)), cfg, torch.device("cpu"))
+    assert opt.defaults["fused"] is True
+    assert [g["name"] for g in opt.param_groups] == ["table", "matrices", "vectors"]
+    assert opt.param_groups[0]["lr_scale"] == 1e-2 / cfg.learning_rate
