@@ -80,15 +80,15 @@ def plot_words(space, resolved: list, neighbors: int, out: Path) -> Path:
     return _save(fig, out)
 
 
-def plot_loss(meta: dict, out: Path, name: str) -> Path:
-    history = meta.get("history") or {}
+def plot_loss(history: dict, loss_kind: str | None, out: Path, name: str) -> Path:
+    """Train and validation loss against tokens seen; ``history`` is {"train"|"val": [[step, tokens, loss], ...]}."""
     train, val = history.get("train") or [], history.get("val") or []
     if not train:
         raise EmbcliError(f"run {name} has no training losses to plot")
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=FIGSIZE)
     t = np.array(train, dtype=np.float64)
-    kind = " (sampled-softmax estimate)" if meta.get("loss") == "sampled" else ""
+    kind = " (sampled-softmax estimate)" if loss_kind == "sampled" else ""
     ax.plot(t[:, 1], t[:, 2], lw=0.8, alpha=0.5, label=f"train{kind}, each step")
     if len(t) >= 20:
         k = max(len(t) // 50, 5)

@@ -1,13 +1,22 @@
 """``embcli shell``: the table stays loaded; each line is a query (word2vec's ``distance`` and
-``word-analogy``, fastText's ``nn`` and ``analogies``, in one prompt with history)."""
+``word-analogy``, fastText's ``nn`` and ``analogies``, in one prompt with history).
+
+A line is a verb and its words. The query verbs are the table :data:`VERBS` below: each calls one
+function of ``queries.py`` and the answer is drawn by ``render.show``, exactly as the command of
+the same name draws it. ``top``, ``time``, ``help`` and ``quit`` change or end the session itself.
+"""
 
 from __future__ import annotations
 
 import os
 import shlex
 import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
 
+from . import queries
 from .errors import EmbcliError
+from .space import EmbeddingSpace, parse_row
 
 HELP = """verbs (a bare word is 'nn WORD'):
   nn WORD...              nearest neighbours          analogy A B C [mul]   A − B + C
@@ -17,100 +26,143 @@ HELP = """verbs (a bare word is 'nn WORD'):
   help, quit"""
 
 
+@dataclass(frozen=True)
+class Verb:
+    """A query verb: its names, how many words it takes, and the query it runs."""
+
+    names: tuple[str, ...]
+    min_words: int
+    max_words: int | None  # None: any number
+    query: Callable[[EmbeddingSpace, list[str], int], object]  # (space, words, top) → a queries result
+
+    def takes(self, n: int) -> bool:
+        return n >= self.min_words and (self.max_words is None or n <= self.max_words)
+
+
+def _analogy(space: EmbeddingSpace, words: list[str], top: int):
+    method = words[3] if len(words) == 4 else "add"
+    return queries.analogy(space, *words[:3], top, method=method)
+
+
+VERBS = [
+    Verb(("nn", "neighbors", "neighbours"), 0, None, lambda space, words, top: queries.neighbors(space, words, top)),
+    Verb(("analogy",), 3, 4, _analogy),
+    Verb(("sim", "similarity"), 2, 2, lambda space, words, top: queries.similarity(space, *words)),
+    Verb(("odd", "odd-one-out"), 2, None, lambda space, words, top: queries.odd_one_out(space, words)),
+    Verb(("row",), 1, 1, lambda space, words, top: queries.inspect_row(space, parse_row(words[0]), top)),
+    Verb(("token",), 1, 1, lambda space, words, top: queries.inspect_token(space, words[0], top)),
+    Verb(("tok", "tokenize"), 1, None, lambda space, words, top: queries.tokenize(" ".join(words))),
+]
+
+
+def find_verb(name: str, n_words: int) -> Verb | None:
+    for verb in VERBS:
+        if name in verb.names and verb.takes(n_words):
+            return verb
+    return None
+
+
+class Shell:
+    """One session: the loaded space, the answers per query, whether to show query time."""
+
+    def __init__(self, space: EmbeddingSpace, top: int, out):
+        self.space, self.top, self.out, self.timing = space, top, out, False
+
+    def handle(self, line: str) -> bool:
+        """Answer one line; False when the session should end."""
+        from .render import error_line, show
+
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:
+            error_line(self.out, str(exc))
+            return True
+        if not words:
+            return True
+        name, args = words[0].lower(), words[1:]
+        if name in ("quit", "exit", "q"):
+            return False
+        if self.session_command(name, args):
+            return True
+        verb = find_verb(name, len(args))
+        if verb is None and len(words) == 1:  # a bare word: its neighbours
+            verb, args = VERBS[0], words
+        if verb is None:
+            self.out.print("[yellow]not understood[/]; 'help' lists the verbs")
+            return True
+        start = time.perf_counter()
+        try:
+            show(verb.query(self.space, args, self.top), self.out)
+        except EmbcliError as exc:
+            error_line(self.out, str(exc))
+            return True
+        if self.timing:
+            self.out.print(f"[dim]{(time.perf_counter() - start) * 1000:.1f} ms[/]")
+        return True
+
+    def session_command(self, name: str, args: list[str]) -> bool:
+        """help, top K, time on|off: True when the line was one of them (and is done)."""
+        if name in ("help", "?"):
+            self.out.print(HELP, markup=False)
+        elif name == "top" and len(args) == 1 and args[0].isdigit() and int(args[0]) > 0:
+            self.top = int(args[0])
+        elif name == "time" and args in (["on"], ["off"]):
+            self.timing = args == ["on"]
+        else:
+            return False
+        return True
+
+
 def _history_file() -> str:
     from .io import cache_root
 
     return str(cache_root() / "shell_history")
 
 
-def run_shell(space, top: int = 10, lines=None, out=None) -> None:
-    """Read queries from ``lines`` (an iterable, for tests) or an interactive prompt."""
-    from rich.console import Console
-
-    from . import cli
-
-    out = out or Console(highlight=False)
-    interactive = lines is None
-    if interactive:
+def _prompt(out) -> Iterator[str]:
+    """Lines typed at ``embcli>`` until Ctrl-D; Ctrl-C abandons the line being typed."""
+    while True:
         try:
-            import readline
+            yield input("embcli> ")
+        except EOFError:
+            out.print()
+            return
+        except KeyboardInterrupt:
+            out.print()
 
-            try:
-                os.makedirs(os.path.dirname(_history_file()), exist_ok=True)
-                readline.read_history_file(_history_file())
-            except OSError:
-                pass
-        except ImportError:
-            readline = None
+
+def _open_history():
+    """readline with the saved history loaded, or None where Python has no readline."""
+    try:
+        import readline
+    except ImportError:
+        return None
+    try:
+        os.makedirs(os.path.dirname(_history_file()), exist_ok=True)
+        readline.read_history_file(_history_file())
+    except OSError:
+        pass
+    return readline
+
+
+def run_shell(space: EmbeddingSpace, top: int = 10, lines: Iterable[str] | None = None, out=None) -> None:
+    """Read queries from ``lines`` (an iterable, for tests) or an interactive prompt."""
+    from .render import console
+
+    out = out or console()
+    readline = None
+    if lines is None:
+        readline = _open_history()
         out.print(f"embcli shell on {space.source} ({space.vectors.shape[0]:,} × {space.vectors.shape[1]}); "
                   "'help' for verbs, Ctrl-D to quit")
-
-        def prompt():
-            while True:
-                try:
-                    yield input("embcli> ")
-                except EOFError:
-                    out.print()
-                    return
-                except KeyboardInterrupt:
-                    out.print()
-        lines = prompt()
-    timing = False
+        lines = _prompt(out)
+    session = Shell(space, top, out)
     try:
         for line in lines:
-            try:
-                words = shlex.split(line)
-            except ValueError as exc:
-                out.print(f"[red]error:[/red] {exc}")
-                continue
-            if not words:
-                continue
-            verb, args = words[0].lower(), words[1:]
-            start = time.perf_counter()
-            try:
-                if verb in ("quit", "exit", "q"):
-                    break
-                elif verb in ("help", "?"):
-                    out.print(HELP, markup=False)
-                    continue
-                elif verb == "top" and len(args) == 1 and args[0].isdigit() and int(args[0]) > 0:
-                    top = int(args[0])
-                    continue
-                elif verb == "time" and args in (["on"], ["off"]):
-                    timing = args == ["on"]
-                    continue
-                elif verb in ("nn", "neighbors", "neighbours"):
-                    cli.show_neighbors(space, args, top, False, None, False, out)
-                elif verb == "analogy" and len(args) in (3, 4):
-                    method = args[3] if len(args) == 4 else "add"
-                    if method not in ("add", "mul"):
-                        raise EmbcliError("analogy A B C [add|mul]")
-                    cli.show_analogy(space, *args[:3], top, method, False, None, False, out)
-                elif verb in ("sim", "similarity") and len(args) == 2:
-                    cli.show_similarity(space, *args, False, None, False, out)
-                elif verb in ("odd", "odd-one-out") and len(args) >= 2:
-                    cli.show_odd_one_out(space, args, False, None, False, out)
-                elif verb == "row" and len(args) == 1:
-                    from .space import parse_row
-
-                    cli.show_row(space, parse_row(args[0]), top, False, out=out)
-                elif verb == "token" and len(args) == 1:
-                    r = space.resolve(args[0])
-                    cli.show_row(space, r.ids[0], top, False, how=cli._describe(r), out=out)
-                elif verb in ("tok", "tokenize") and args:
-                    cli.show_tokenize(" ".join(args), False, out)
-                elif len(words) == 1:
-                    cli.show_neighbors(space, words, top, False, None, False, out)
-                else:
-                    out.print("[yellow]not understood[/]; 'help' lists the verbs")
-                    continue
-            except EmbcliError as exc:
-                out.print(f"[red]error:[/red] {exc}")
-                continue
-            if timing:
-                out.print(f"[dim]{(time.perf_counter() - start) * 1000:.1f} ms[/]")
+            if not session.handle(line):
+                break
     finally:
-        if interactive and readline is not None:
+        if readline is not None:
             try:
                 readline.write_history_file(_history_file())
             except OSError:

@@ -47,6 +47,16 @@ class Neighbor:
                 "count": self.count}
 
 
+ANALOGY_METHODS = {"add": "3CosAdd", "mul": "3CosMul"}  # method → the name in the literature
+
+
+def check_analogy_method(method: str) -> None:
+    """The one check of an analogy method's name: the CLI's --method, the shell's fourth word and
+    library callers all meet it (through :meth:`EmbeddingSpace.analogy`)."""
+    if method not in ANALOGY_METHODS:
+        raise EmbcliError(f"--method takes add or mul (got {method!r})")
+
+
 def load_table(path: Path) -> np.ndarray:
     """A float32 (rows × dim) table, memory-mapped; damaged files are one clear error."""
     try:
@@ -229,10 +239,9 @@ class EmbeddingSpace:
 
     def analogy(self, a: Resolved, b: Resolved, c: Resolved, topn: int = 10, method: str = "add") -> list[Neighbor]:
         """a − b + c: ``king man woman`` → queen. ``method`` is add (3CosAdd) or mul (3CosMul)."""
+        check_analogy_method(method)
         if method == "mul":
             return self.most_similar_cosmul([a, c], [b], topn)
-        if method != "add":
-            raise EmbcliError(f"unknown analogy method {method!r} (use add or mul)")
         return self.most_similar([a, c], [b], topn)
 
     def similarity(self, a: Resolved, b: Resolved) -> float:
@@ -292,4 +301,5 @@ def parse_row(text: str) -> int:
     return value
 
 
-__all__ = ["EmbeddingSpace", "Neighbor", "Resolved", "load_table", "parse_row"]
+__all__ = ["ANALOGY_METHODS", "EmbeddingSpace", "Neighbor", "Resolved", "check_analogy_method", "load_table",
+           "parse_row"]

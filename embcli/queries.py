@@ -1,0 +1,458 @@
+"""Every question the query verbs ask, as a library: plain functions that return result records.
+
+The CLI (``cli.py``) and the shell (``shell.py``) parse what a person typed, call one function
+here and hand its result to ``render.py``. Nothing here prints, and nothing here imports torch:
+a cold ``embcli neighbors`` starts in a fraction of a second, and an explorer page or a notebook
+can call these functions and read the records (``to_json()`` gives the plain data).
+
+``EmbeddingSpace`` (space.py) owns the vectors and the formulas; this module adds what a verb
+needs around them — resolving several words at once, the rows left out, the snapshots of a run,
+the run's own description — and names the answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, ContextManager
+
+import numpy as np
+
+from .checkpoint import CONFIG, find_run, list_runs, list_snapshots, read_meta, runs_root
+from .errors import EmbcliError
+from .evaluate import AnalogyScore, PairScore
+from .space import EmbeddingSpace, Neighbor, Resolved
+
+# ---------------------------------------------------------------------------------------------
+# A run's description, as the query side reads it
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What the query verbs need from a run's meta.json: read in :func:`run_facts` and nowhere
+    else on the query side, so a change to that file's format touches one function here."""
+
+    path: Path
+    status: str | None
+    step: int | None
+    tokens_seen: int | None
+    train_loss: float | None
+    val_loss: float | None
+    model: dict  # parameters, table_parameters, table_share, rows, dim, tied
+    corpus_description: str  # "" for imported runs
+    corpus_path: Path | None  # the prepared corpus the run trained on; None for imported runs
+    loss_kind: str | None  # "sampled": train losses are the sampled-softmax estimate
+    history: dict  # {"train": [[step, tokens, loss], ...], "val": [...]}
+
+
+def run_facts(run_dir: Path) -> RunFacts:
+    meta = read_meta(run_dir)
+    corpus_path = meta.get("corpus_path")
+    return RunFacts(path=run_dir, status=meta.get("status"), step=meta.get("step"),
+                    tokens_seen=meta.get("tokens_seen"), train_loss=meta.get("train_loss"),
+                    val_loss=meta.get("val_loss"), model=meta.get("model") or {},
+                    corpus_description=(meta.get("corpus") or {}).get("description", ""),
+                    corpus_path=Path(corpus_path) if corpus_path else None, loss_kind=meta.get("loss"),
+                    history=meta.get("history") or {})
+
+
+def model_shape(run_dir: Path) -> dict:
+    """The run's config.json (n_layer, n_head, n_embd, block_size, ...); {} when it has none."""
+    path = run_dir / CONFIG
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        raise EmbcliError(f"{path} is damaged (not valid JSON)") from None
+
+
+def open_space(run: str | Path | None, step: int | None = None, min_count: int = 1) -> EmbeddingSpace:
+    """The table of a run (the newest when ``run`` is None), final or at a snapshot step."""
+    return EmbeddingSpace.from_run(run, step, min_count=min_count)
+
+
+# ---------------------------------------------------------------------------------------------
+# Words → ids, and the rows answers leave out
+# ---------------------------------------------------------------------------------------------
+
+COMBINE = (None, "mean")
+
+
+def resolve_all(space: EmbeddingSpace, words: list[str], exact: bool = False,
+                combine: str | None = None) -> list[Resolved]:
+    """Each typed word as token ids (see :meth:`EmbeddingSpace.resolve`); ``combine`` checked once."""
+    if combine not in COMBINE:
+        raise EmbcliError(f"--combine takes 'mean' (got {combine!r})")
+    return [space.resolve(w, exact=exact, combine=combine) for w in words]
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """Rows no answer may contain: trained fewer than ``min_count`` times, so still mostly noise."""
+
+    rows: int
+    min_count: int
+
+
+def left_out(space: EmbeddingSpace) -> LeftOut | None:
+    n = space.excluded_count()
+    return LeftOut(n, space.min_count) if n else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Similarity queries
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class WordNeighbors:
+    query: Resolved
+    neighbors: list[Neighbor]
+
+
+@dataclass
+class NeighborsResult:
+    words: list[WordNeighbors]
+    left_out: LeftOut | None
+
+    def to_json(self) -> list:
+        return [{"query": w.query.text, "ids": w.query.ids, "how": w.query.how,
+                 "neighbors": [n.as_dict() for n in w.neighbors]} for w in self.words]
+
+
+def neighbors(space: EmbeddingSpace, words: list[str], top: int = 10, *, exact: bool = False,
+              combine: str | None = None) -> NeighborsResult:
+    """Each word's nearest rows by cosine (gensim's most_similar, fastText's nn)."""
+    found = [WordNeighbors(r, space.most_similar([r], topn=top)) for r in resolve_all(space, words, exact, combine)]
+    return NeighborsResult(found, left_out(space))
+
+
+@dataclass
+class AnalogyResult:
+    a: Resolved
+    b: Resolved
+    c: Resolved
+    method: str  # "add" (3CosAdd) or "mul" (3CosMul)
+    answers: list[Neighbor]
+    left_out: LeftOut | None
+
+    def to_json(self) -> dict:
+        return {"a": self.a.ids, "b": self.b.ids, "c": self.c.ids, "method": self.method,
+                "answers": [n.as_dict() for n in self.answers]}
+
+
+def analogy(space: EmbeddingSpace, a: str, b: str, c: str, top: int = 10, *, method: str = "add",
+            exact: bool = False, combine: str | None = None) -> AnalogyResult:
+    """a − b + c (king − man + woman → queen); the answers exclude a, b and c."""
+    ra, rb, rc = resolve_all(space, [a, b, c], exact, combine)
+    answers = space.analogy(ra, rb, rc, topn=top, method=method)  # space.analogy checks the method
+    return AnalogyResult(ra, rb, rc, method, answers, left_out(space))
+
+
+@dataclass
+class SimilarityResult:
+    a: Resolved
+    b: Resolved
+    similarity: float
+
+    def to_json(self) -> dict:
+        return {"a": self.a.ids, "b": self.b.ids, "similarity": self.similarity}
+
+
+def similarity(space: EmbeddingSpace, w1: str, w2: str, *, exact: bool = False,
+               combine: str | None = None) -> SimilarityResult:
+    r1, r2 = resolve_all(space, [w1, w2], exact, combine)
+    return SimilarityResult(r1, r2, space.similarity(r1, r2))
+
+
+@dataclass
+class OddOneOutResult:
+    odd: Resolved
+    ranked: list[tuple[float, Resolved]]  # (cosine to the mean, word), most typical first
+
+    def to_json(self) -> dict:
+        return {"odd_one_out": self.odd.text,
+                "scores": [{"word": r.text, "cosine_to_mean": s} for s, r in self.ranked]}
+
+
+def odd_one_out(space: EmbeddingSpace, words: list[str], *, exact: bool = False,
+                combine: str | None = None) -> OddOneOutResult:
+    """The word farthest from the mean of all (gensim's doesnt_match)."""
+    odd, ranked = space.doesnt_match(resolve_all(space, words, exact, combine))
+    return OddOneOutResult(odd, ranked)
+
+
+@dataclass
+class TokenizeResult:
+    text: str
+    ids: list[int]
+    pieces: list[str]  # each id's bytes, shown with ␣ for the leading space
+
+    def to_json(self) -> dict:
+        return {"text": self.text, "ids": self.ids, "pieces": self.pieces}
+
+
+def tokenize(text: str) -> TokenizeResult:
+    """Text → GPT-2 token ids; needs no run."""
+    from .tokenizer import encode, show_token
+
+    ids = encode(text)
+    return TokenizeResult(text, ids, [show_token(i) for i in ids])
+
+
+# ---------------------------------------------------------------------------------------------
+# Inspection: one row, the whole table, the model
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RowResult:
+    id: int
+    token: str
+    count: int | None  # occurrences in training; None when unknown (imported tables)
+    norm: float
+    mean: float
+    std: float
+    min: float
+    max: float
+    dim: int
+    values: np.ndarray  # the row itself, float32
+    neighbors: list[Neighbor]
+    resolved: Resolved | None = None  # set when the row was asked for by word
+
+    def to_json(self) -> dict:
+        stats = {k: getattr(self, k) for k in ("id", "token", "count", "norm", "mean", "std", "min", "max", "dim")}
+        return dict(stats, values=self.values.tolist(), neighbors=[n.as_dict() for n in self.neighbors])
+
+
+def inspect_row(space: EmbeddingSpace, token_id: int, top: int = 10, *,
+                resolved: Resolved | None = None) -> RowResult:
+    """A row's token, training count, statistics, values and nearest neighbours."""
+    stats = space.row_stats(token_id)
+    values = np.asarray(space.vectors[token_id], dtype=np.float32)
+    near = space.most_similar([Resolved(str(token_id), [token_id], "id")], topn=top)
+    return RowResult(**stats, values=values, neighbors=near, resolved=resolved)
+
+
+def inspect_token(space: EmbeddingSpace, word: str, top: int = 10, *, exact: bool = False) -> RowResult:
+    """The same as :func:`inspect_row`, for the row a word resolves to."""
+    r = space.resolve(word, exact=exact)
+    return inspect_row(space, r.ids[0], top, resolved=r)
+
+
+@dataclass
+class TableResult:
+    source: str
+    step: int | None
+    stats: dict  # EmbeddingSpace.table_stats: shape, bytes, norm percentiles, trained rows, tying
+
+    def to_json(self) -> dict:
+        return self.stats
+
+
+def inspect_table(space: EmbeddingSpace) -> TableResult:
+    """The whole table: shape, size, its share of the model, tying, row norms, rows trained."""
+    model = run_facts(Path(space.source)).model
+    return TableResult(space.source, space.step, space.table_stats(model))
+
+
+SHAPE_KEYS = ("n_layer", "n_head", "n_embd", "block_size")
+
+
+@dataclass
+class ModelResult:
+    source: str  # the run folder, or "config NAME"
+    parameters: dict  # parameters, table_parameters, table_share, rows, dim, tied
+    shape: dict  # n_layer, n_head, n_embd, block_size (and for a config, every field)
+
+    def to_json(self) -> dict:
+        return dict(self.parameters, config={k: self.shape.get(k) for k in SHAPE_KEYS})
+
+
+def inspect_model(run: str | None = None, *, config: str | None = None,
+                  overrides: list[str] | None = None) -> ModelResult:
+    """A run's model (or, with ``config``, the model a config would build) and the table's share."""
+    if config:
+        from .config import load_config
+
+        cfg = load_config(config, overrides)
+        return ModelResult(f"config {config}", cfg.parameter_count(), cfg.to_dict())
+    run_dir = find_run(run)
+    return ModelResult(str(run_dir), run_facts(run_dir).model, model_shape(run_dir))
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunRow:
+    run: str
+    path: str
+    status: str | None
+    step: int | None
+    tokens: int | None
+    train_loss: float | None
+    val_loss: float | None
+    parameters: int | None
+    corpus: str
+
+
+@dataclass
+class RunsResult:
+    root: Path  # where the runs were looked for
+    runs: list[RunRow]  # oldest first
+
+    def to_json(self) -> list:
+        return [asdict(r) for r in self.runs]
+
+
+def runs(runs_dir: Path | None = None) -> RunsResult:
+    rows = []
+    for run_dir in list_runs(runs_dir):
+        f = run_facts(run_dir)
+        rows.append(RunRow(run_dir.name, str(run_dir), f.status, f.step, f.tokens_seen, f.train_loss, f.val_loss,
+                           f.model.get("parameters"), f.corpus_description))
+    return RunsResult(runs_dir or runs_root(), rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation, optionally against word2vec on the same tokens
+# ---------------------------------------------------------------------------------------------
+
+BASELINES = (None, "word2vec")
+Busy = Callable[[str], ContextManager]  # shows "working on ..." around a long step (a spinner in the CLI)
+
+
+def check_baseline(baseline: str | None) -> None:
+    """The one check of a baseline's name (the CLI calls it before loading the table)."""
+    if baseline not in BASELINES:
+        raise EmbcliError(f"--baseline takes 'word2vec' (got {baseline!r})")
+
+
+@dataclass
+class BaselineInfo:
+    settings: str
+    seconds: float
+
+
+@dataclass
+class TableScores:
+    pairs: PairScore
+    analogies: AnalogyScore
+    baseline: BaselineInfo | None = None  # how the table was trained, when it is a baseline
+
+    def to_json(self) -> dict:
+        ws, an = self.pairs, self.analogies
+        return {"wordsim_spearman": ws.spearman, "wordsim_pearson": ws.pearson, "pairs_used": ws.used,
+                "pairs_total": ws.total, "pairs_malformed": ws.malformed, "analogy_accuracy": an.accuracy,
+                "analogies_correct": an.correct, "analogies_used": an.used, "analogies_total": an.total,
+                "analogies_malformed": an.malformed, "sections": an.sections,
+                **(asdict(self.baseline) if self.baseline else {})}
+
+
+@dataclass
+class EvalResult:
+    source: str
+    step: int | None
+    tables: dict[str, TableScores]  # "embcli" first, then any baseline
+
+    def to_json(self) -> dict:
+        return {name: scores.to_json() for name, scores in self.tables.items()}
+
+
+def evaluate(space: EmbeddingSpace, *, pairs: Path | None = None, analogies: Path | None = None,
+             baseline: str | None = None, busy: Busy | None = None) -> EvalResult:
+    """WordSim353 (Spearman ρ) and Google analogies (accuracy), with coverage, for the run's table
+    and (``baseline="word2vec"``) for gensim Word2Vec trained on the same tokens."""
+    from .evaluate import evaluate_analogies, evaluate_pairs
+
+    check_baseline(baseline)
+    tables = [("embcli", space, None)]
+    if baseline:
+        tables.append(("word2vec", *word2vec_space(space, busy or (lambda _: contextlib.nullcontext()))))
+    return EvalResult(space.source, space.step, {
+        name: TableScores(evaluate_pairs(sp, pairs), evaluate_analogies(sp, analogies), info)
+        for name, sp, info in tables})
+
+
+def word2vec_space(space: EmbeddingSpace, busy: Busy) -> tuple[EmbeddingSpace, BaselineInfo]:
+    """gensim Word2Vec on the run's own training tokens, as wide as the run's table."""
+    from .baseline import Word2VecSettings, train_word2vec
+    from .data import open_prepared
+
+    corpus_path = run_facts(Path(space.source)).corpus_path
+    if corpus_path is None:
+        raise EmbcliError(f"{space.source} has no corpus to train a baseline on (imported runs have none)")
+    corpus = open_prepared(corpus_path)
+    settings = Word2VecSettings(vector_size=space.vectors.shape[1])
+    with busy(f"training gensim Word2Vec on the same {corpus.train_tokens:,} GPT-2 tokens ({settings.describe()})"):
+        table, seconds = train_word2vec(corpus.split("train"), settings)
+    twin = EmbeddingSpace(table, space.counts, min_count=space.min_count, vocab=space.vocab, source="word2vec")
+    return twin, BaselineInfo(settings.describe(), round(seconds, 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# Trace: one word through the snapshots of training
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TraceStep:
+    step: int
+    neighbors: list[Neighbor]
+
+
+@dataclass
+class TraceResult:
+    word: str  # as typed
+    target: Resolved
+    top: int
+    snapshots: list[TraceStep]  # step 0 (the random start) first
+    similarity: dict[str, list[float]] = field(default_factory=dict)  # other token → cosine at each snapshot
+
+    @property
+    def steps(self) -> list[int]:
+        return [s.step for s in self.snapshots]
+
+    def to_json(self) -> dict:
+        return {"word": self.word, "id": self.target.ids,
+                "snapshots": [{"step": s.step, "neighbors": [n.as_dict() for n in s.neighbors]}
+                              for s in self.snapshots],
+                "similarity": dict(self.similarity)}
+
+
+def trace(run: str | Path | None, word: str, top: int = 5, *, others: list[str] | None = None,
+          min_count: int = 1) -> TraceResult:
+    """``word``'s nearest neighbours at every snapshot, and its cosine to ``others`` (default: its
+    final top 3) over training. Words are resolved once, in the final table's vocabulary."""
+    run_dir = find_run(str(run) if run is not None else None)
+    snaps = list_snapshots(run_dir)
+    if not snaps:
+        raise EmbcliError(f"{run_dir} has no table snapshots (train with snapshots = true)")
+    final = EmbeddingSpace.from_run(run_dir, snaps[-1][0], min_count=min_count)
+    target = final.resolve(word)
+    if others:
+        followed = [final.resolve(w) for w in others]
+    else:  # the final neighbours are tokens already: resolve them as they are
+        followed = [final.resolve(n.token.replace("␣", " "), exact=True) for n in final.most_similar([target], topn=3)]
+    result = TraceResult(word, target, top, [])
+    for step, _ in snaps:
+        space = EmbeddingSpace.from_run(run_dir, step, min_count=min_count, vocab=final.vocab)
+        result.snapshots.append(TraceStep(step, space.most_similar([target], topn=top)))
+        for o in followed:
+            result.similarity.setdefault(final.vocab.show(o.ids[0]), []).append(space.similarity(target, o))
+    return result
+
+
+__all__ = [
+    "AnalogyResult", "EvalResult", "LeftOut", "ModelResult", "NeighborsResult", "OddOneOutResult", "RowResult",
+    "RunFacts", "RunsResult", "SimilarityResult", "TableResult", "TokenizeResult", "TraceResult", "analogy",
+    "check_baseline", "evaluate", "inspect_model", "inspect_row", "inspect_table", "inspect_token", "left_out", "model_shape",
+    "neighbors", "odd_one_out", "open_space", "resolve_all", "run_facts", "runs", "similarity", "tokenize", "trace",
+]
