@@ -139,7 +139,10 @@ def test_analogy_similarity_odd_one_out_commands(trained_run):
     assert {a["id"] for a in answers}.isdisjoint({KING, MAN, WOMAN})
     assert run_cli(trained_run, "analogy", "king", "man", "woman", "--method", "mul").exit_code == 0
     sim = json.loads(run_cli(trained_run, "similarity", "cat", "dog", "--json").stdout)
-    assert -1 <= sim["similarity"] <= 1
+    table = np.load(trained_run / "embeddings.npy")
+    cat, dog = table[CAT].astype(np.float64), table[DOG].astype(np.float64)
+    assert sim["a"] == [CAT] and sim["b"] == [DOG]
+    assert sim["similarity"] == pytest.approx(cat @ dog / np.linalg.norm(cat) / np.linalg.norm(dog), abs=1e-6)
     odd = json.loads(run_cli(trained_run, "odd-one-out", "cat", "dog", "horse", "blue", "--json").stdout)
     assert odd["odd_one_out"] == "blue"
 
@@ -222,23 +225,77 @@ def test_shell_keeps_the_table_and_takes_the_verbs(trained_run):
     assert "cosine(" in text
 
 
+def test_shell_answers_as_the_commands_do(trained_run):
+    """The shell and the commands call the same queries and renderers: the same answer, byte for byte."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from embcli.shell import run_shell
+
+    space = EmbeddingSpace.from_run(trained_run)
+    same_as = {"nn cat dog": ["neighbors", "cat", "dog", "-k", 4],
+               "analogy king man woman mul": ["analogy", "king", "man", "woman", "--method", "mul", "-k", 4],
+               "sim cat dog": ["similarity", "cat", "dog"], "odd cat dog blue": ["odd-one-out", "cat", "dog", "blue"],
+               "row 3797": ["inspect", "row", 3797, "-k", 4], "token dog": ["inspect", "token", "dog", "-k", 4],
+               "tok The cat": ["tokenize", "The cat"]}
+    for line, command in same_as.items():
+        buf = StringIO()
+        run_shell(space, 4, lines=[line], out=Console(file=buf, width=200, highlight=False))
+        cli = runner.invoke(app, list(map(str, command))) if command[0] == "tokenize" else run_cli(trained_run, *command)
+        assert cli.exit_code == 0, cli.output
+        assert buf.getvalue() == cli.stdout, line
+
+
+def test_shell_checks_the_analogy_method_as_the_command_does(trained_run):
+    from io import StringIO
+
+    from rich.console import Console
+
+    from embcli.shell import run_shell
+
+    buf = StringIO()
+    run_shell(EmbeddingSpace.from_run(trained_run), 4, lines=["analogy king man woman div"],
+              out=Console(file=buf, width=200, highlight=False))
+    assert buf.getvalue() == "error: --method takes add or mul (got 'div')\n"
+
+
 def test_query_path_never_imports_torch(trained_run):
+    """Every query verb, run in one fresh process, answers without importing torch."""
     import subprocess
     import sys
 
-    argv = ["embcli", "neighbors", "cat", "--run", str(trained_run)]
-    code = (f"import sys; from embcli.cli import main; sys.argv = {argv!r}\n"
-            "try: main()\nexcept SystemExit: pass\nassert 'torch' not in sys.modules, 'torch imported'")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    run = ["--run", str(trained_run)]
+    verbs = [["neighbors", "cat"], ["analogy", "king", "man", "woman"], ["similarity", "cat", "dog"],
+             ["odd-one-out", "cat", "dog", "blue"], ["inspect", "row", "3797"], ["inspect", "token", "cat"],
+             ["inspect", "table"], ["inspect", "model"], ["trace", "cat"], ["eval"]]
+    argvs = [["embcli", *v, *run] for v in verbs] + [["embcli", "tokenize", "The cat"],
+                                                     ["embcli", "runs", "--runs-dir", str(trained_run.parent)]]
+    code = (f"import sys\nfrom embcli.cli import main\nfor argv in {argvs!r}:\n"
+            "    sys.argv = argv\n"
+            "    try: main()\n"
+            "    except SystemExit as exc: assert not exc.code, (argv, exc.code)\n"
+            "    assert 'torch' not in sys.modules, ('torch imported', argv)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
 
 
-def test_saved_norms_are_the_tables_and_are_used(trained_run):
+def test_saved_norms_are_the_tables_and_are_used(trained_run, tmp_path):
+    import shutil
+
     table = np.load(trained_run / "embeddings.npy")
     norms = np.load(trained_run / "norms.npy")
     np.testing.assert_allclose(norms, np.linalg.norm(table, axis=1), rtol=1e-5)
-    space = EmbeddingSpace.from_run(trained_run)
-    assert space._norms is not None and space.norms is not None
+    # A copy whose saved norms are twice the truth: if queries use the saved file (and do not
+    # compute norms from the table), every cosine comes out halved.
+    copy = tmp_path / "doubled"
+    shutil.copytree(trained_run, copy, ignore=shutil.ignore_patterns("checkpoint", "snapshots"))
+    np.save(copy / "norms.npy", norms * 2)
+    true, doubled = EmbeddingSpace.from_run(trained_run), EmbeddingSpace.from_run(copy)
+    np.testing.assert_array_equal(doubled.norms, norms * 2)
+    cat = true.resolve("cat")
+    expected = [n.similarity / 2 for n in true.most_similar([cat], topn=5)]
+    assert [n.similarity for n in doubled.most_similar([cat], topn=5)] == pytest.approx(expected, rel=1e-5)
 
 
 def test_heat_strip_on_a_colour_terminal(trained_run):
@@ -246,10 +303,10 @@ def test_heat_strip_on_a_colour_terminal(trained_run):
 
     from rich.console import Console
 
-    from embcli.cli import show_row
+    from embcli import queries, render
 
     buffer = io.StringIO()
     colour = Console(file=buffer, force_terminal=True, color_system="truecolor", width=100)
-    show_row(EmbeddingSpace.from_run(trained_run), 3797, 3, False, out=colour)
+    render.show(queries.inspect_row(EmbeddingSpace.from_run(trained_run), 3797, 3), colour)
     text = buffer.getvalue()
     assert "heat strip" in text and "\x1b[38;2;" in text  # 24-bit colour escapes, one per value

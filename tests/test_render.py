@@ -1,0 +1,97 @@
+"""What the answers look like, character for character, on a table small enough to check by hand.
+
+Four trained rows on the unit circle: cat (1, 0), dog (0.8, 0.6), horse (0.6, 0.8), and red (0, 1)
+which training never saw (count 0), so cos(cat, dog) = 0.8 and cos(cat, horse) = 0.6 exactly.
+"""
+
+import io
+import json
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from embcli import queries, render
+from embcli.space import EmbeddingSpace
+
+CAT, DOG, HORSE, RED = 3797, 3290, 8223, 2266
+
+
+@pytest.fixture(scope="module")
+def space():
+    vectors, counts = np.zeros((50257, 2), np.float32), np.zeros(50257, np.int64)
+    for token_id, vector, count in [(CAT, (1, 0), 5), (DOG, (0.8, 0.6), 1200), (HORSE, (0.6, 0.8), 3), (RED, (0, 1), 0)]:
+        vectors[token_id], counts[token_id] = vector, count
+    return EmbeddingSpace(vectors, counts, source="planted")
+
+
+def shown(result, **options) -> str:
+    buffer = io.StringIO()
+    render.show(result, Console(file=buffer, width=80, highlight=False), **options)
+    return buffer.getvalue()
+
+
+def test_neighbours_table_and_the_left_out_note(space):
+    assert shown(queries.neighbors(space, ["cat"], 3)) == "\n".join([
+        "'cat' → ␣cat (3797; space-prefixed)   ",
+        "┏━━━┳━━━━━━┳━━━━━━━━┳━━━━━━━━┳━━━━━━━┓",
+        "┃ # ┃   id ┃ token  ┃ cosine ┃ count ┃",
+        "┡━━━╇━━━━━━╇━━━━━━━━╇━━━━━━━━╇━━━━━━━┩",
+        "│ 1 │ 3290 │ ␣dog   │ 0.8000 │ 1,200 │",
+        "│ 2 │ 8223 │ ␣horse │ 0.6000 │     3 │",
+        "└───┴──────┴────────┴────────┴───────┘",
+        "50,254 rows never seen in training left out: they are still mostly their random ",
+        "start (--min-count 0 keeps them)",
+        ""])
+
+
+def test_the_note_names_the_threshold_and_disappears_without_one(space):
+    strict = EmbeddingSpace(space.vectors, space.counts, min_count=4)
+    assert "50,255 rows seen fewer than 4 times in training left out" in shown(queries.neighbors(strict, ["dog"]))
+    everything = EmbeddingSpace(space.vectors, space.counts, min_count=0)
+    assert "left out" not in shown(queries.neighbors(everything, ["dog"]))
+
+
+def test_odd_one_out_lines(space):
+    # mean of the unit rows (1.8, 1.6)/3, normalised: (0.7474, 0.6644)
+    assert shown(queries.odd_one_out(space, ["cat", "dog", "red"])) == (
+        "odd one out: red\n"
+        "  dog              0.9965  cosine to the mean\n"
+        "  cat              0.7474  cosine to the mean\n"
+        "  red              0.6644  cosine to the mean\n")
+
+
+def test_row_by_word(space):
+    assert shown(queries.inspect_token(space, "horse", 2)) == "\n".join([
+        "row 8223 = ␣horse  ('horse' → ␣horse (8223; space-prefixed))   seen 3 times in ",
+        "training",
+        "norm 1.0000   mean +0.7000   std 0.1000   min +0.6000   max +0.8000   dim 2",
+        "first values: +0.6000, +0.8000",
+        "all values (sparkline, low ▁ … █ high):",
+        "     0 ▁█",
+        "nearest neighbours                   ",
+        "┏━━━┳━━━━━━┳━━━━━━━┳━━━━━━━━┳━━━━━━━┓",
+        "┃ # ┃   id ┃ token ┃ cosine ┃ count ┃",
+        "┡━━━╇━━━━━━╇━━━━━━━╇━━━━━━━━╇━━━━━━━┩",
+        "│ 1 │ 3290 │ ␣dog  │ 0.9600 │ 1,200 │",
+        "│ 2 │ 3797 │ ␣cat  │ 0.6000 │     5 │",
+        "└───┴──────┴───────┴────────┴───────┘",
+        ""])
+
+
+def test_json_is_one_document_per_answer(space):
+    one_line = shown(queries.similarity(space, "cat", "dog"), as_json=True)
+    assert one_line.count("\n") == 1
+    assert json.loads(one_line) == {"a": [CAT], "b": [DOG], "similarity": pytest.approx(0.8)}
+    # horse − cat + dog = (0.4, 1.4): red, untrained, is the answer once --min-count 0 lets it in
+    everything = EmbeddingSpace(space.vectors, space.counts, min_count=0)
+    text = shown(queries.analogy(everything, "horse", "cat", "dog", 1), as_json=True)
+    assert text.startswith('{\n  "a": [\n    8223\n  ],')  # indented, as before
+    assert json.loads(text) == {"a": [HORSE], "b": [CAT], "c": [DOG], "method": "add", "answers": [
+        {"rank": 1, "id": RED, "token": "␣red", "similarity": pytest.approx(1.4 / np.hypot(0.4, 1.4)), "count": 0}]}
+
+
+def test_error_lines_show_brackets_as_typed():
+    buffer = io.StringIO()
+    render.error_line(Console(file=buffer, width=80), "pictures need matplotlib: pip install 'embcli[plot]'")
+    assert buffer.getvalue() == "error: pictures need matplotlib: pip install 'embcli[plot]'\n"
