@@ -10,6 +10,17 @@ from embcli.errors import EmbcliError
 from embcli.tokenizer import EOT_ID, encode
 
 
+@pytest.fixture
+def corpus_file(tmp_path):
+    """This module tests tokenizing itself: each test gets a fresh file of its own, never tokenized
+    before (not the shared, already-prepared corpus of tests/conftest.py)."""
+    from tests.conftest import make_corpus_text
+
+    path = tmp_path / "corpus.txt"
+    path.write_text(make_corpus_text())
+    return path
+
+
 def all_tokens(prepared, split):
     parts = prepared.split(split)
     return np.concatenate(parts) if parts else np.zeros(0, np.uint16)

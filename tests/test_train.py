@@ -19,14 +19,13 @@ def losses(run):
     return [row[2] for row in checkpoint.read_meta(run)["history"]["train"]]
 
 
-def test_loss_falls_and_run_is_complete(corpus_file, tiny):
-    result = train(tiny(max_steps=40), spec(corpus_file), name="a", progress=False)
-    run = result.run
+def test_loss_falls_and_run_is_complete(trained_run):
+    run = trained_run  # TINY, 60 steps, on the test corpus
     hist = losses(run)
-    assert len(hist) == 40
+    assert len(hist) == 60
     assert np.mean(hist[-5:]) < hist[0] - 2.0  # from ~10.8 (uniform over 50257) down a long way
     meta = checkpoint.read_meta(run)
-    assert meta["status"] == "finished" and meta["step"] == 40 and meta["tokens_seen"] == 40 * 8 * 32
+    assert meta["status"] == "finished" and meta["step"] == 60 and meta["tokens_seen"] == 60 * 8 * 32
     assert meta["val_loss"] is not None and meta["corpus"]["tokens"]["train"] > 0
     assert meta["model"]["tied"] and meta["versions"]["torch"] == torch.__version__
     # the table as .npy equals the model's wte in safetensors; counts are the corpus's
@@ -38,7 +37,7 @@ def test_loss_falls_and_run_is_complete(corpus_file, tiny):
     assert np.load(run / "counts.npy")[3797] > 0
     # snapshots at 0, 10, 30 and the end; step 0 is the untrained N(0, 0.02) table
     steps = [s for s, _ in checkpoint.list_snapshots(run)]
-    assert steps == [0, 10, 30, 40]
+    assert steps == [0, 10, 30, 60]
     start = np.load(run / "snapshots" / "step_00000000.npy")
     assert abs(start.std() - 0.02) < 0.001
     assert json.loads((run / "config.json").read_text())["n_embd"] == 32
@@ -71,14 +70,14 @@ def test_resume_continues_the_same_trajectory(corpus_file, tiny):
     np.testing.assert_array_equal(np.load(cut / "embeddings.npy"), np.load(whole / "embeddings.npy"))
 
 
-def test_resume_can_extend_a_finished_run(corpus_file, tiny):
-    train(tiny(max_steps=6), spec(corpus_file), name="r", progress=False)
-    result = train(None, resume="r", progress=False, stop_overrides={"max_steps": 9})
-    assert result.step == 9 and len(losses(result.run)) == 9
+def test_resume_can_extend_a_finished_run(copy_of_trained_run):
+    copy_of_trained_run("r")  # finished at step 60
+    result = train(None, resume="r", progress=False, stop_overrides={"max_steps": 63})
+    assert result.step == 63 and len(losses(result.run)) == 63
 
 
-def test_crash_while_saving_keeps_the_previous_checkpoint(corpus_file, tiny, monkeypatch):
-    run = train(tiny(max_steps=10), spec(corpus_file), name="c", progress=False).run
+def test_crash_while_saving_keeps_the_previous_checkpoint(copy_of_trained_run):
+    run = copy_of_trained_run("c")
     before = load_file(str(run / "checkpoint" / "model.safetensors"))
 
     def broken_write(folder):
@@ -92,18 +91,18 @@ def test_crash_while_saving_keeps_the_previous_checkpoint(corpus_file, tiny, mon
     assert not [p for p in run.iterdir() if p.name.startswith(".checkpoint-")]
 
 
-def test_swap_cut_short_falls_back_to_old_checkpoint(corpus_file, tiny):
-    run = train(tiny(max_steps=4), spec(corpus_file), name="s", progress=False).run
+def test_swap_cut_short_falls_back_to_old_checkpoint(copy_of_trained_run):
+    run = copy_of_trained_run("s")  # finished at step 60
     (run / "checkpoint").rename(run / "checkpoint.old")  # the crash between the two renames
     assert checkpoint.checkpoint_dir(run) == run / "checkpoint.old"
-    assert train(None, resume="s", progress=False, stop_overrides={"max_steps": 6}).step == 6
+    assert train(None, resume="s", progress=False, stop_overrides={"max_steps": 62}).step == 62
 
 
-def test_resume_from_damaged_run_is_one_clear_error(corpus_file, tiny):
-    run = train(tiny(max_steps=4), spec(corpus_file), name="d", progress=False).run
+def test_resume_from_damaged_run_is_one_clear_error(copy_of_trained_run):
+    run = copy_of_trained_run("d")  # finished at step 60
     (run / "checkpoint" / "optimizer.safetensors").write_bytes(b"garbage")
     with pytest.raises(EmbcliError, match="damaged"):
-        train(None, resume="d", progress=False, stop_overrides={"max_steps": 6})
+        train(None, resume="d", progress=False, stop_overrides={"max_steps": 62})
     (run / "config.json").write_text("{not json")
     with pytest.raises(EmbcliError, match="config.json is missing or damaged"):
         train(None, resume="d", progress=False)
