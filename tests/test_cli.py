@@ -118,6 +118,7 @@ def test_python_dash_m_runs_as_a_real_process(tmp_path):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_interrupt_saves_and_exits_cleanly(corpus_file, tmp_path):
     """A real Ctrl-C (SIGINT) to a training process: checkpoint saved, one line, exit 130."""
     import signal

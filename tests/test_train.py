@@ -52,6 +52,7 @@ def test_same_seed_same_run(corpus_file, tiny):
     assert losses(a) != losses(c)
 
 
+@pytest.mark.slow
 def test_resume_continues_the_same_trajectory(corpus_file, tiny):
     whole = train(tiny(max_steps=24), spec(corpus_file), name="whole", progress=False).run
 
@@ -200,3 +201,31 @@ def test_cpu_training_uses_the_fused_adamw_kernel():
     assert opt.defaults["fused"] is True
     assert [g["name"] for g in opt.param_groups] == ["table", "matrices", "vectors"]
     assert opt.param_groups[0]["lr_scale"] == 1e-2 / cfg.learning_rate
+
+
+def test_without_a_fused_adamw_kernel_the_optimizer_is_the_default_one(monkeypatch):
+    """A torch whose fused AdamW does not cover the device raises RuntimeError: train anyway."""
+    from embcli.config import TrainConfig
+    from embcli.model import GPT, GPTConfig
+    from embcli.train import make_optimizer
+
+    real = torch.optim.AdamW
+    asked = []
+
+    def adamw_without_fused(params, *args, fused=None, **kwargs):
+        asked.append(fused)
+        if fused:
+            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of supported devices")
+        return real(params, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "AdamW", adamw_without_fused)
+    cfg = TrainConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, embedding_lr=1e-2)
+    model = GPT(GPTConfig.from_train_config(cfg))
+    opt = make_optimizer(model, cfg, torch.device("cpu"))
+    assert asked == [True, None] and isinstance(opt, real) and not opt.defaults["fused"]
+    assert [g["name"] for g in opt.param_groups] == ["table", "matrices", "vectors"]
+    assert opt.param_groups[0]["lr_scale"] == 1e-2 / cfg.learning_rate
+    before = model.wte.weight.detach().clone()
+    model(torch.zeros(1, 8, dtype=torch.long)).square().mean().backward()
+    opt.step()  # the default kernel steps the same groups
+    assert not torch.equal(model.wte.weight, before)
