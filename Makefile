@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine:
 #   make train   create .venv, install embcli, train on the embedded corpus (offline)
 #   make test    create .venv, install embcli with its test tools, run the tests
+#                (make test-fast: all but the tests marked slow, for the edit-test loop)
 # TORCH is the torch requirement installed first. The default is the CPU build that lies on the
 # development machines' disk; with a GPU, give your own (e.g. make install TORCH="torch>=2.4").
 
@@ -9,7 +10,7 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 
-.PHONY: install train test lint bench wheel clean
+.PHONY: install train test test-fast lint bench wheel clean
 
 install: $(VENV)/.installed
 
@@ -25,6 +26,9 @@ train: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: install
 	$(BIN)/ruff check embcli tests bench tools

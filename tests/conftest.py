@@ -1,6 +1,9 @@
+import contextlib
 import os
 import random
+import shutil
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -38,16 +41,54 @@ def isolated_dirs(tmp_path, monkeypatch):
     yield
 
 
+@contextlib.contextmanager
+def cache_at(folder: Path):
+    """EMBCLI_CACHE pointed at ``folder`` for the block (session fixtures run outside a test's env)."""
+    old = os.environ.get("EMBCLI_CACHE")
+    os.environ["EMBCLI_CACHE"] = str(folder)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("EMBCLI_CACHE", None)
+        else:
+            os.environ["EMBCLI_CACHE"] = old
+
+
+def _fingerprint(root: Path) -> dict:
+    """What a read-only shared fixture must still be after a test: every file's size and mtime."""
+    paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in paths}
+
+
 @pytest.fixture(scope="session")
-def vocab_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("vocab")
+def shared_corpus(tmp_path_factory) -> tuple[Path, Path]:
+    """The test corpus, written once and tokenized once: (its text file, a cache folder holding its shards).
+
+    The token cache is keyed by the file's identity (path, size, mtime), so a copy of this cache
+    folder serves that same file without tokenizing it again.
+    """
+    from embcli.data import CorpusSpec, prepare
+
+    root = tmp_path_factory.mktemp("shared_corpus")
+    path = root / "corpus.txt"
+    path.write_text(make_corpus_text())
+    with cache_at(root / "cache"):
+        prepare(CorpusSpec(paths=[str(path)]), progress=False)
+    return path, root / "cache"
 
 
 @pytest.fixture
-def corpus_file(tmp_path) -> Path:
-    path = tmp_path / "corpus.txt"
-    path.write_text(make_corpus_text())
-    return path
+def corpus_file(shared_corpus, tmp_path) -> Iterator[Path]:
+    """The shared test corpus, already tokenized in this test's cache. Read it, never write it.
+
+    (tests/test_data.py, which tests tokenizing itself, overrides this with a fresh file per test.)
+    """
+    path, cache = shared_corpus
+    shutil.copytree(cache, tmp_path / "cache", dirs_exist_ok=True)
+    before = _fingerprint(path)
+    yield path
+    assert _fingerprint(path) == before, "a test changed the shared corpus: write to a copy in tmp_path"
 
 
 # The smallest model that is still the real architecture: fast enough to train in a test.
@@ -71,22 +112,32 @@ def tiny():
 
 
 @pytest.fixture(scope="session")
-def trained_run(tmp_path_factory):
-    """One short real training run shared by the query tests (read-only)."""
+def _trained_run(shared_corpus, tmp_path_factory) -> Path:
     from embcli.data import CorpusSpec
     from embcli.train import train
 
-    root = tmp_path_factory.mktemp("shared_run")
-    corpus = root / "corpus.txt"
-    corpus.write_text(make_corpus_text())
-    old = os.environ.get("EMBCLI_CACHE")
-    os.environ["EMBCLI_CACHE"] = str(root / "cache")
-    try:
+    corpus, cache = shared_corpus
+    with cache_at(cache):
         result = train(tiny_config(max_steps=60), CorpusSpec(paths=[str(corpus)]), name="shared",
-                       runs_dir=root / "runs", progress=False)
-    finally:
-        if old is None:
-            os.environ.pop("EMBCLI_CACHE", None)
-        else:
-            os.environ["EMBCLI_CACHE"] = old
+                       runs_dir=tmp_path_factory.mktemp("shared_run") / "runs", progress=False)
     return result.run
+
+
+@pytest.fixture
+def trained_run(_trained_run) -> Iterator[Path]:
+    """One short real training run (TINY, 60 steps, on the shared corpus), made once for the whole
+    session. Read-only: a test that writes to a run uses ``copy_of_trained_run``."""
+    before = _fingerprint(_trained_run)
+    yield _trained_run
+    assert _fingerprint(_trained_run) == before, "a test changed the shared run: use copy_of_trained_run"
+
+
+@pytest.fixture
+def copy_of_trained_run(_trained_run, tmp_path):
+    """``copy_of_trained_run(name)``: the shared 60-step run copied into this test's runs folder
+    as ``name`` (finished, with its checkpoint), for a test that damages, resumes or extends a run."""
+
+    def copy(name: str) -> Path:
+        return Path(shutil.copytree(_trained_run, tmp_path / "runs" / name))
+
+    return copy

@@ -95,13 +95,13 @@ def test_unwritable_output_folder(corpus_file, tmp_path):
     assert_one_line_error(result, 2, "cannot write runs")
 
 
-def test_resume_from_damaged_run(corpus_file):
-    assert invoke("train", "--corpus", corpus_file, *SETS, "--max-steps", 2, "--name", "x", "-q").exit_code == 0
+def test_resume_from_damaged_run(copy_of_trained_run):
+    copy_of_trained_run("x")  # finished at step 60
     from pathlib import Path
 
     state = Path(os.environ["EMBCLI_RUNS"]) / "x" / "checkpoint" / "model.safetensors"
     state.write_bytes(state.read_bytes()[:100])
-    assert_one_line_error(invoke("train", "--resume", "x", "--max-steps", 4), 2, "damaged")
+    assert_one_line_error(invoke("train", "--resume", "x", "--max-steps", 62), 2, "damaged")
 
 
 def test_resume_refuses_new_settings():
@@ -118,6 +118,7 @@ def test_python_dash_m_runs_as_a_real_process(tmp_path):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_interrupt_saves_and_exits_cleanly(corpus_file, tmp_path):
     """A real Ctrl-C (SIGINT) to a training process: checkpoint saved, one line, exit 130."""
     import signal

@@ -10,6 +10,17 @@ from embcli.errors import EmbcliError
 from embcli.tokenizer import EOT_ID, encode
 
 
+@pytest.fixture
+def corpus_file(tmp_path):
+    """This module tests tokenizing itself: each test gets a fresh file of its own, never tokenized
+    before (not the shared, already-prepared corpus of tests/conftest.py)."""
+    from tests.conftest import make_corpus_text
+
+    path = tmp_path / "corpus.txt"
+    path.write_text(make_corpus_text())
+    return path
+
+
 def all_tokens(prepared, split):
     parts = prepared.split(split)
     return np.concatenate(parts) if parts else np.zeros(0, np.uint16)
@@ -129,22 +140,26 @@ def _texts():
     return make_corpus_text(300).splitlines()
 
 
-def test_hugging_face_saved_dataset_folder(tmp_path):
+def test_hugging_face_saved_dataset_folder(tmp_path, monkeypatch):
     datasets = pytest.importorskip("datasets")
     texts = _texts()
     datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": texts})}).save_to_disk(str(tmp_path / "ds"))
     for streaming in (False, True):
+        # a cache of its own each time: the cache key does not hold `streaming`, so a shared cache
+        # would answer the streaming pass from the first pass's shards, and it would never stream
+        monkeypatch.setenv("EMBCLI_CACHE", str(tmp_path / f"cache-{streaming}"))
         prepared = prepare(CorpusSpec(dataset=str(tmp_path / "ds"), val_fraction=0, streaming=streaming), progress=False)
         expected = [t for line in texts for t in encode(line) + [EOT_ID]]
         assert all_tokens(prepared, "train").tolist() == expected
         assert prepared.manifest["documents"] == len(texts)
 
 
-def test_hugging_face_local_data_files_with_load_dataset(tmp_path):
+def test_hugging_face_local_data_files_with_load_dataset(tmp_path, monkeypatch):
     pytest.importorskip("datasets")
     path = tmp_path / "rows.jsonl"
     path.write_text("".join(json.dumps({"text": t}) + "\n" for t in _texts()))
     for streaming in (False, True):
+        monkeypatch.setenv("EMBCLI_CACHE", str(tmp_path / f"cache-{streaming}"))  # as above: really stream
         prepared = prepare(CorpusSpec(dataset="json", data_files=[str(path)], val_fraction=0, streaming=streaming),
                            progress=False)
         assert prepared.manifest["documents"] == 300

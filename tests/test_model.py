@@ -39,7 +39,8 @@ def test_table_starts_as_gpt2_noise():
 
 
 @pytest.mark.parametrize(("chunk", "stage", "compiled"),
-                         [(7, 1024, False), (64, 1024, False), (1000, 1024, False), (8, 24, False), (7, 50, True)])
+                         [(7, 1024, False), (64, 1024, False), (1000, 1024, False), (8, 24, False),
+                          pytest.param(7, 50, True, marks=pytest.mark.slow)])  # torch.compile
 def test_fused_loss_matches_plain_loss_and_gradients(chunk, stage, compiled):
     torch.manual_seed(0)
     h = torch.randn(300, 16, requires_grad=True)
@@ -124,6 +125,7 @@ def loss_curve(loss_impl: str, bf16: bool, compiled: bool, steps: int = 8) -> li
     return losses
 
 
+@pytest.mark.slow
 def test_fast_paths_follow_the_plain_loss_curve():
     # the guard on the speed work: same seed, same batches -> the same losses, step by step
     plain = loss_curve("plain", bf16=False, compiled=False)

@@ -19,14 +19,13 @@ def losses(run):
     return [row[2] for row in checkpoint.read_meta(run)["history"]["train"]]
 
 
-def test_loss_falls_and_run_is_complete(corpus_file, tiny):
-    result = train(tiny(max_steps=40), spec(corpus_file), name="a", progress=False)
-    run = result.run
+def test_loss_falls_and_run_is_complete(trained_run):
+    run = trained_run  # TINY, 60 steps, on the test corpus
     hist = losses(run)
-    assert len(hist) == 40
+    assert len(hist) == 60
     assert np.mean(hist[-5:]) < hist[0] - 2.0  # from ~10.8 (uniform over 50257) down a long way
     meta = checkpoint.read_meta(run)
-    assert meta["status"] == "finished" and meta["step"] == 40 and meta["tokens_seen"] == 40 * 8 * 32
+    assert meta["status"] == "finished" and meta["step"] == 60 and meta["tokens_seen"] == 60 * 8 * 32
     assert meta["val_loss"] is not None and meta["corpus"]["tokens"]["train"] > 0
     assert meta["model"]["tied"] and meta["versions"]["torch"] == torch.__version__
     # the table as .npy equals the model's wte in safetensors; counts are the corpus's
@@ -38,7 +37,7 @@ def test_loss_falls_and_run_is_complete(corpus_file, tiny):
     assert np.load(run / "counts.npy")[3797] > 0
     # snapshots at 0, 10, 30 and the end; step 0 is the untrained N(0, 0.02) table
     steps = [s for s, _ in checkpoint.list_snapshots(run)]
-    assert steps == [0, 10, 30, 40]
+    assert steps == [0, 10, 30, 60]
     start = np.load(run / "snapshots" / "step_00000000.npy")
     assert abs(start.std() - 0.02) < 0.001
     assert json.loads((run / "config.json").read_text())["n_embd"] == 32
@@ -53,6 +52,7 @@ def test_same_seed_same_run(corpus_file, tiny):
     assert losses(a) != losses(c)
 
 
+@pytest.mark.slow
 def test_resume_continues_the_same_trajectory(corpus_file, tiny):
     whole = train(tiny(max_steps=24), spec(corpus_file), name="whole", progress=False).run
 
@@ -71,14 +71,14 @@ def test_resume_continues_the_same_trajectory(corpus_file, tiny):
     np.testing.assert_array_equal(np.load(cut / "embeddings.npy"), np.load(whole / "embeddings.npy"))
 
 
-def test_resume_can_extend_a_finished_run(corpus_file, tiny):
-    train(tiny(max_steps=6), spec(corpus_file), name="r", progress=False)
-    result = train(None, resume="r", progress=False, stop_overrides={"max_steps": 9})
-    assert result.step == 9 and len(losses(result.run)) == 9
+def test_resume_can_extend_a_finished_run(copy_of_trained_run):
+    copy_of_trained_run("r")  # finished at step 60
+    result = train(None, resume="r", progress=False, stop_overrides={"max_steps": 63})
+    assert result.step == 63 and len(losses(result.run)) == 63
 
 
-def test_crash_while_saving_keeps_the_previous_checkpoint(corpus_file, tiny, monkeypatch):
-    run = train(tiny(max_steps=10), spec(corpus_file), name="c", progress=False).run
+def test_crash_while_saving_keeps_the_previous_checkpoint(copy_of_trained_run):
+    run = copy_of_trained_run("c")
     before = load_file(str(run / "checkpoint" / "model.safetensors"))
 
     def broken_write(folder):
@@ -92,18 +92,18 @@ def test_crash_while_saving_keeps_the_previous_checkpoint(corpus_file, tiny, mon
     assert not [p for p in run.iterdir() if p.name.startswith(".checkpoint-")]
 
 
-def test_swap_cut_short_falls_back_to_old_checkpoint(corpus_file, tiny):
-    run = train(tiny(max_steps=4), spec(corpus_file), name="s", progress=False).run
+def test_swap_cut_short_falls_back_to_old_checkpoint(copy_of_trained_run):
+    run = copy_of_trained_run("s")  # finished at step 60
     (run / "checkpoint").rename(run / "checkpoint.old")  # the crash between the two renames
     assert checkpoint.checkpoint_dir(run) == run / "checkpoint.old"
-    assert train(None, resume="s", progress=False, stop_overrides={"max_steps": 6}).step == 6
+    assert train(None, resume="s", progress=False, stop_overrides={"max_steps": 62}).step == 62
 
 
-def test_resume_from_damaged_run_is_one_clear_error(corpus_file, tiny):
-    run = train(tiny(max_steps=4), spec(corpus_file), name="d", progress=False).run
+def test_resume_from_damaged_run_is_one_clear_error(copy_of_trained_run):
+    run = copy_of_trained_run("d")  # finished at step 60
     (run / "checkpoint" / "optimizer.safetensors").write_bytes(b"garbage")
     with pytest.raises(EmbcliError, match="damaged"):
-        train(None, resume="d", progress=False, stop_overrides={"max_steps": 6})
+        train(None, resume="d", progress=False, stop_overrides={"max_steps": 62})
     (run / "config.json").write_text("{not json")
     with pytest.raises(EmbcliError, match="config.json is missing or damaged"):
         train(None, resume="d", progress=False)
@@ -151,7 +151,8 @@ def test_schedule_warms_up_then_decays(tiny):
 
 def test_devices():
     assert pick_device("cpu").type == "cpu"
-    assert pick_device("auto").type in ("cpu", "cuda", "mps")
+    mps = getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
     with pytest.raises(EmbcliError, match="unknown device"):
         pick_device("tpu7")
     if not torch.cuda.is_available():
@@ -200,3 +201,31 @@ def test_cpu_training_uses_the_fused_adamw_kernel():
     assert opt.defaults["fused"] is True
     assert [g["name"] for g in opt.param_groups] == ["table", "matrices", "vectors"]
     assert opt.param_groups[0]["lr_scale"] == 1e-2 / cfg.learning_rate
+
+
+def test_without_a_fused_adamw_kernel_the_optimizer_is_the_default_one(monkeypatch):
+    """A torch whose fused AdamW does not cover the device raises RuntimeError: train anyway."""
+    from embcli.config import TrainConfig
+    from embcli.model import GPT, GPTConfig
+    from embcli.train import make_optimizer
+
+    real = torch.optim.AdamW
+    asked = []
+
+    def adamw_without_fused(params, *args, fused=None, **kwargs):
+        asked.append(fused)
+        if fused:
+            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of supported devices")
+        return real(params, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "AdamW", adamw_without_fused)
+    cfg = TrainConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, embedding_lr=1e-2)
+    model = GPT(GPTConfig.from_train_config(cfg))
+    opt = make_optimizer(model, cfg, torch.device("cpu"))
+    assert asked == [True, None] and isinstance(opt, real) and not opt.defaults["fused"]
+    assert [g["name"] for g in opt.param_groups] == ["table", "matrices", "vectors"]
+    assert opt.param_groups[0]["lr_scale"] == 1e-2 / cfg.learning_rate
+    before = model.wte.weight.detach().clone()
+    model(torch.zeros(1, 8, dtype=torch.long)).square().mean().backward()
+    opt.step()  # the default kernel steps the same groups
+    assert not torch.equal(model.wte.weight, before)
