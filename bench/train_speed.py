@@ -17,12 +17,15 @@ import os
 import statistics
 import sys
 import time
+from functools import partial
 
+import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from embcli.config import load_config  # noqa: E402
+from embcli.losses import OverVocab, SampledSoftmax, cross_entropy, fused_linear_cross_entropy  # noqa: E402
 from embcli.model import GPT, GPTConfig  # noqa: E402
 from embcli.train import make_optimizer, pick_device  # noqa: E402
 
@@ -104,7 +107,14 @@ def make_stepper(cfg, device, loss, dtype, compile_, vocab_ids=None, sampled=Non
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if dtype == "bf16" else torch.autocast(device.type, enabled=False)
     g = torch.Generator().manual_seed(0)
     high = cfg.vocab_size if vocab_ids is None else len(vocab_ids)
-    ids = None if vocab_ids is None else vocab_ids.to(device)
+    if loss == "plain":
+        loss_fn = cross_entropy
+    elif loss == "sampled":
+        loss_fn = sampled
+    else:
+        loss_fn = partial(fused_linear_cross_entropy, chunk=cfg.loss_chunk, stage=cfg.loss_stage, compiled=compile_)
+    if vocab_ids is not None:
+        loss_fn = OverVocab(loss_fn, vocab_ids.to(device), cfg.vocab_size)
 
     def step():
         for _ in range(cfg.grad_accum):
@@ -113,8 +123,7 @@ def make_stepper(cfg, device, loss, dtype, compile_, vocab_ids=None, sampled=Non
                 idx = vocab_ids[idx]
             idx = idx.to(device)
             with amp:
-                out = fwd(idx[:, :-1], idx[:, 1:], loss_impl=loss, chunk=cfg.loss_chunk, stage=cfg.loss_stage,
-                          compiled_softmax=compile_, vocab_ids=ids, sampled=sampled)
+                out = fwd(idx[:, :-1], idx[:, 1:], loss_fn=loss_fn)
             (out / cfg.grad_accum).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -166,8 +175,8 @@ def main() -> None:
           f"fused loss: chunk {cfg.loss_chunk}, stage {cfg.loss_stage}")
     print(f"matmul peak measured before the variants: {peak32 / 1e9:,.0f} GFLOP/s fp32, {peak16 / 1e9:,.0f} GFLOP/s bf16")
     corpus_ids = torch.randperm(cfg.vocab_size, generator=torch.Generator().manual_seed(1))[:36600].sort().values
-    q = torch.ones(cfg.vocab_size) / cfg.vocab_size
-    sampled = (torch.multinomial(q, cfg.negatives, replacement=True).to(device), torch.log(q).to(device))
+    sampled = SampledSoftmax(np.ones(cfg.vocab_size), cfg.negatives, device)  # a uniform proposal
+    sampled.draw()  # once: the variant times the loss, not the drawing
     # name, loss, dtype, torch.compile, extra: the first is the baseline, the plain eager float32 loop
     variants = [
         ("plain-fp32", "plain", "fp32", False, {}),

@@ -216,7 +216,7 @@ def prepare(
 @handle_errors
 def runs(runs_dir: Optional[Path] = typer.Option(None, "--runs-dir"), json_out: bool = JsonOpt):
     """List the runs under ./runs, newest last."""
-    from .checkpoint import list_runs, read_meta, runs_root
+    from .runs import list_runs, read_meta, runs_root
 
     found = list_runs(runs_dir)
     rows = []
@@ -484,7 +484,7 @@ def inspect_token(word: str, run: Optional[str] = RunOpt, step: Optional[int] = 
 @handle_errors
 def inspect_table(run: Optional[str] = RunOpt, step: Optional[int] = StepOpt, json_out: bool = JsonOpt):
     """The whole table: shape, size, share of the model, tying, row norms, rows training touched."""
-    from .checkpoint import read_meta
+    from .runs import read_meta
 
     space = _space(run, step, 1)
     meta = read_meta(Path(space.source))
@@ -522,7 +522,7 @@ def inspect_model(run: Optional[str] = RunOpt, config: Optional[str] = typer.Opt
         info, shape = cfg.parameter_count(), cfg.to_dict()
         source = f"config {config}"
     else:
-        from .checkpoint import CONFIG, find_run, read_meta
+        from .runs import CONFIG, find_run, read_meta
 
         run_dir = find_run(run)
         info = read_meta(run_dir).get("model") or {}
@@ -610,9 +610,9 @@ def evaluate(run: Optional[str] = RunOpt, step: Optional[int] = StepOpt, min_cou
 
 def _word2vec_space(space, min_count):
     from .baseline import Word2VecSettings, train_word2vec
-    from .checkpoint import read_meta
     from .data import open_prepared
     from .progress import console
+    from .runs import read_meta
     from .space import EmbeddingSpace
 
     meta = read_meta(Path(space.source))
@@ -683,8 +683,8 @@ def plot_words(words: List[str] = typer.Argument(..., help="Tokens to place on t
 @handle_errors
 def plot_loss(run: Optional[str] = typer.Argument(None, help="Run (default: the newest)."), output: Path = OutOpt):
     """Training and validation loss against tokens seen."""
-    from .checkpoint import find_run, read_meta
     from .plots import plot_loss as draw
+    from .runs import find_run, read_meta
 
     run_dir = find_run(run)
     _out().print(f"wrote {draw(read_meta(run_dir), output, run_dir.name)}")
@@ -698,7 +698,7 @@ def trace(word: str = typer.Argument(..., help="The word to follow through train
           output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also draw a PNG."),
           min_count: int = MinCountOpt, json_out: bool = JsonOpt):
     """WORD's nearest neighbours at every snapshot, from step 0 (noise) to the end."""
-    from .checkpoint import find_run, list_snapshots
+    from .runs import find_run, list_snapshots
     from .space import EmbeddingSpace
 
     run_dir = find_run(run)
