@@ -250,7 +250,7 @@ class RunMeta:
     """
 
     format: int = META_FORMAT
-    status: str | None = None  # running, finished, interrupted, diverged, imported
+    status: str | None = None  # running, finished, interrupted, imported
     source: str | None = None  # an imported run: the model it came from
     step: int | None = None
     tokens_seen: int | None = None
