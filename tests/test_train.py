@@ -26,9 +26,9 @@ def test_loss_falls_and_run_is_complete(corpus_file, tiny):
     assert len(hist) == 40
     assert np.mean(hist[-5:]) < hist[0] - 2.0  # from ~10.8 (uniform over 50257) down a long way
     meta = runs.read_meta(run)
-    assert meta.status == "finished" and meta.step == 40 and meta.tokens_seen == 40 * 8 * 32
-    assert meta.val_loss is not None and meta.corpus["tokens"]["train"] > 0
-    assert meta.model["tied"] and meta.versions["torch"] == torch.__version__
+    assert meta["status"] == "finished" and meta["step"] == 40 and meta["tokens_seen"] == 40 * 8 * 32
+    assert meta["val_loss"] is not None and meta["corpus"]["tokens"]["train"] > 0
+    assert meta["model"]["tied"] and meta["versions"]["torch"] == torch.__version__
     # the table as .npy equals the model's wte in safetensors; counts are the corpus's
     table = np.load(run / "embeddings.npy")
     weights = load_file(str(run / "checkpoint" / "model.safetensors"))
