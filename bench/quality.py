@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from embcli.baseline import Word2VecSettings, train_word2vec  # noqa: E402
-from embcli.checkpoint import find_run, read_meta  # noqa: E402
 from embcli.data import open_prepared  # noqa: E402
 from embcli.evaluate import evaluate_analogies, evaluate_pairs  # noqa: E402
+from embcli.runs import find_run, read_meta  # noqa: E402
 from embcli.space import EmbeddingSpace  # noqa: E402
 
 ANALOGIES = [("king", "man", "woman", "queen"), ("husband", "man", "woman", "wife"), ("boy", "man", "woman", "girl")]

@@ -8,7 +8,6 @@ shell`), all in one run; plus peak memory. A GPT-2-small-sized table: 50257 × 7
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -43,11 +42,11 @@ def setup(tmp: Path, dim: int) -> None:
     table = rng.standard_normal((50257, dim), dtype=np.float32) * 0.02
     run = tmp / "runs" / "bench"
     run.mkdir(parents=True)
-    from embcli.checkpoint import save_table
+    from embcli.runs import RunMeta, save_counts, save_table
 
     save_table(run, table)  # the table and its norms, as training saves them
-    np.save(run / "counts.npy", np.ones(50257, dtype=np.int64))
-    (run / "meta.json").write_text(json.dumps({"status": "finished", "step": 0}))
+    save_counts(run, np.ones(50257, dtype=np.int64))
+    RunMeta(status="finished", step=0).write(run)
     kv = KeyedVectors(dim)
     kv.add_vectors([str(i) for i in range(50257)], table)
     kv.save(str(tmp / "table.kv"))

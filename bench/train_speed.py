@@ -17,12 +17,15 @@ import os
 import statistics
 import sys
 import time
+from functools import partial
 
+import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from embcli.config import load_config  # noqa: E402
+from embcli.losses import OverVocab, SampledSoftmax, cross_entropy, fused_linear_cross_entropy  # noqa: E402
 from embcli.model import GPT, GPTConfig  # noqa: E402
 from embcli.train import make_optimizer, pick_device  # noqa: E402
 
@@ -104,7 +107,14 @@ def make_stepper(cfg, device, loss, dtype, compile_, vocab_ids=None, sampled=Non
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if dtype == "bf16" else torch.autocast(device.type, enabled=False)
     g = torch.Generator().manual_seed(0)
     high = cfg.vocab_size if vocab_ids is None else len(vocab_ids)
-    ids = None if vocab_ids is None else vocab_ids.to(device)
+    if loss == "plain":
+        loss_fn = cross_entropy
+    elif loss == "sampled":
+        loss_fn = sampled
+    else:
+        loss_fn = partial(fused_linear_cross_entropy, chunk=cfg.loss_chunk, stage=cfg.loss_stage, compiled=compile_)
+    if vocab_ids is not None:
+        loss_fn = OverVocab(loss_fn, vocab_ids.to(device), cfg.vocab_size)
 
     def step():
         for _ in range(cfg.grad_accum):
@@ -113,8 +123,7 @@ def make_stepper(cfg, device, loss, dtype, compile_, vocab_ids=None, sampled=Non
                 idx = vocab_ids[idx]
             idx = idx.to(device)
             with amp:
-                out = fwd(idx[:, :-1], idx[:, 1:], loss_impl=loss, chunk=cfg.loss_chunk, stage=cfg.loss_stage,
-                          compiled_softmax=compile_, vocab_ids=ids, sampled=sampled)
+                out = fwd(idx[:, :-1], idx[:, 1:], loss_fn=loss_fn)
             (out / cfg.grad_accum).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -134,16 +143,7 @@ def tokens_per_second(cfg, device, step, steps: int) -> float:
     return steps * cfg.tokens_per_step / (time.perf_counter() - t)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default="tiny")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--steps", type=int, default=3, help="steps per variant per round")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--set", action="append", default=[], help="config override KEY=VALUE")
-    ap.add_argument("--variants", default="", help="comma-separated subset of the variant names")
-    args = ap.parse_args()
-    device = pick_device(args.device)
+def bench_config(args, device: torch.device):
     if args.config == "tiny":
         # the reference shape of the speed goal: 4 layers, d 128, 4 heads, context 128, batch 32
         args.set = ["n_layer=4", "n_head=4", "n_embd=128", "block_size=128", "batch_size=32", *args.set]
@@ -154,21 +154,15 @@ def main() -> None:
         torch.backends.cuda.matmul.allow_tf32 = False  # the baseline is plain fp32
         if not any(s.startswith("loss_chunk=") for s in args.set):
             cfg.loss_chunk = 8192  # a GPU wants big chunks: few launches, still no full logits
+    return cfg
 
-    def peaks():
-        return matmul_peak(device, torch.float32), matmul_peak(device, torch.bfloat16)
 
-    # Shared machines drift (a 2-core VM measured 480-2,200 GFLOP/s bf16 within minutes).
-    peak32, peak16 = peaks()
-    fpt = flops_per_token(cfg)
-    print(f"device {device}; config {args.config}: {cfg.n_layer} layers, d {cfg.n_embd}, ctx {cfg.block_size}, "
-          f"batch {cfg.batch_size}×{cfg.grad_accum}; {fpt / 1e6:.1f} MFLOP/token; threads {torch.get_num_threads()}; "
-          f"fused loss: chunk {cfg.loss_chunk}, stage {cfg.loss_stage}")
-    print(f"matmul peak measured before the variants: {peak32 / 1e9:,.0f} GFLOP/s fp32, {peak16 / 1e9:,.0f} GFLOP/s bf16")
+def all_variants(cfg, device: torch.device) -> tuple[list, dict]:
+    """(name, loss, dtype, torch.compile, extra) rows, the first the baseline (the plain eager
+    float32 loop), and notes for the rows that cut the work rather than speeding it up."""
     corpus_ids = torch.randperm(cfg.vocab_size, generator=torch.Generator().manual_seed(1))[:36600].sort().values
-    q = torch.ones(cfg.vocab_size) / cfg.vocab_size
-    sampled = (torch.multinomial(q, cfg.negatives, replacement=True).to(device), torch.log(q).to(device))
-    # name, loss, dtype, torch.compile, extra: the first is the baseline, the plain eager float32 loop
+    sampled = SampledSoftmax(np.ones(cfg.vocab_size), cfg.negatives, device)  # a uniform proposal
+    sampled.draw()  # once: the variant times the loss, not the drawing
     variants = [
         ("plain-fp32", "plain", "fp32", False, {}),
         ("fused-fp32", "fused", "fp32", False, {}),
@@ -183,6 +177,32 @@ def main() -> None:
     ]
     notes = {"corpus-vocab": "fused-bf16-compile, softmax over 36.6k ids: less work, reported apart",
              "sampled": f"fused-bf16-compile, {cfg.negatives} shared negatives: less work, reported apart"}
+    return variants, notes
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="tiny")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--steps", type=int, default=3, help="steps per variant per round")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--set", action="append", default=[], help="config override KEY=VALUE")
+    ap.add_argument("--variants", default="", help="comma-separated subset of the variant names")
+    args = ap.parse_args()
+    device = pick_device(args.device)
+    cfg = bench_config(args, device)
+
+    def peaks():
+        return matmul_peak(device, torch.float32), matmul_peak(device, torch.bfloat16)
+
+    # Shared machines drift (a 2-core VM measured 480-2,200 GFLOP/s bf16 within minutes).
+    peak32, peak16 = peaks()
+    fpt = flops_per_token(cfg)
+    print(f"device {device}; config {args.config}: {cfg.n_layer} layers, d {cfg.n_embd}, ctx {cfg.block_size}, "
+          f"batch {cfg.batch_size}×{cfg.grad_accum}; {fpt / 1e6:.1f} MFLOP/token; threads {torch.get_num_threads()}; "
+          f"fused loss: chunk {cfg.loss_chunk}, stage {cfg.loss_stage}")
+    print(f"matmul peak measured before the variants: {peak32 / 1e9:,.0f} GFLOP/s fp32, {peak16 / 1e9:,.0f} GFLOP/s bf16")
+    variants, notes = all_variants(cfg, device)
     if args.variants:
         wanted = set(args.variants.split(","))
         variants = [v for v in variants if v[0] in wanted or v[0] == "plain-fp32"]
@@ -207,6 +227,10 @@ def main() -> None:
     print(f"highest matmul peak seen over the run: {peak32 / 1e9:,.0f} GFLOP/s fp32, {peak16 / 1e9:,.0f} GFLOP/s bf16 "
           "(MFU divides by these)")
     print(f"{args.rounds} rounds of {args.steps} steps per variant; tokens/s and × plain are medians over the rounds")
+    report(variants, notes, rates, ceilings, fpt, peak32, peak16)
+
+
+def report(variants, notes, rates, ceilings, fpt, peak32, peak16) -> None:
     print(f"{'variant':<24}{'tokens/s':>12}{'× plain':>9}{'MFU(own)':>10}{'MFU(bf16)':>10}")
     base = rates["plain-fp32"]
     for name, _, dtype, _, _ in variants:

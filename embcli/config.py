@@ -15,6 +15,7 @@ from pathlib import Path
 import tomllib
 
 from .errors import EmbcliError
+from .runs import model_info
 
 
 @dataclass
@@ -102,10 +103,8 @@ class TrainConfig:
         """Parameters of the model this config builds, counted without building it."""
         d, bias = self.n_embd, int(self.bias)
         per_block = 12 * d * d + bias * 9 * d + 4 * d if bias else 12 * d * d + 2 * d
-        table = self.vocab_size * d
-        total = table + self.block_size * d + self.n_layer * per_block + (1 + bias) * d
-        return {"parameters": total, "table_parameters": table, "table_share": table / total,
-                "rows": self.vocab_size, "dim": d, "tied": True}
+        total = self.vocab_size * d + self.block_size * d + self.n_layer * per_block + (1 + bias) * d
+        return model_info(total, self.vocab_size, d, tied=True)
 
     @property
     def tokens_per_step(self) -> int:

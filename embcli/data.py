@@ -103,18 +103,6 @@ def resolve_files(paths: list[str]) -> list[Path]:
     return files
 
 
-class _HashingReader:
-    """Counts and hashes the bytes a source yields, for the manifest and the progress bar."""
-
-    def __init__(self):
-        self.sha = hashlib.sha256()
-        self.bytes = 0
-
-    def update(self, data: bytes) -> None:
-        self.sha.update(data)
-        self.bytes += len(data)
-
-
 def _decode(data: bytes, where: str) -> str:
     if b"\x00" in data:
         raise EmbcliError(f"corpus: {where} looks binary (it has NUL bytes); give text, .jsonl or .gz files")
@@ -130,56 +118,152 @@ def _open(path: Path):
     return open(path, "rb")
 
 
-def _text_pieces(path: Path, reader: _HashingReader) -> Iterator[tuple[str, bool]]:
-    """A plain-text file as pieces that are safe to tokenize separately.
+def _file_ident(path: Path) -> dict:
+    st = path.stat()
+    return {"path": str(path.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
 
-    A file is one document. Large files are cut just after a newline that is followed by a
-    non-space character: GPT-2's pattern never joins across such a point, so the ids are the same
-    as for the whole file at once.
+
+class Source:
+    """One place text comes from: a text file, a .jsonl file, a Hugging Face dataset.
+
+    A source says what identifies it in the cache key (:meth:`identity`, cheap: no reading) and
+    yields its text as ``(piece, ends_document)`` pairs that are safe to tokenize separately
+    (:meth:`pieces`). While it is read it counts and hashes what it yielded, and afterwards
+    :meth:`record` describes it for the manifest. A new kind of source is a subclass here and a
+    line in :func:`open_sources`.
     """
-    carry = b""
-    try:
-        with _open(path) as fh:
-            while True:
-                block = fh.read(SEGMENT_CHARS)
-                if not block:
-                    break
-                reader.update(block)
-                data = carry + block
-                cut = len(data)
+
+    def __init__(self):
+        self.sha = hashlib.sha256()
+        self.bytes = 0
+        self.documents = 0
+
+    def identity(self) -> dict:
+        raise NotImplementedError
+
+    def _read(self) -> Iterator[tuple[str, bool]]:
+        raise NotImplementedError
+
+    def record(self) -> dict:
+        raise NotImplementedError
+
+    def pieces(self) -> Iterator[tuple[str, bool]]:
+        for text, ends_document in self._read():
+            self.documents += ends_document
+            yield text, ends_document
+
+    def _consumed(self, data: bytes) -> None:
+        self.sha.update(data)
+        self.bytes += len(data)
+
+
+class TextFile(Source):
+    """A plain-text file (or .txt.gz): one document.
+
+    Large files are cut just after a newline that is followed by a non-space character: GPT-2's
+    pattern never joins across such a point, so the ids are the same as for the whole file at once.
+    """
+
+    def __init__(self, path: Path, text_field: str):
+        super().__init__()
+        self.path, self.text_field = path, text_field
+
+    def identity(self) -> dict:
+        # text_field too, although a text file has none: a changed setting makes a new cache entry
+        return dict(_file_ident(self.path), text_field=self.text_field)
+
+    def record(self) -> dict:
+        return {"path": str(self.path), "bytes": self.bytes, "sha256": self.sha.hexdigest()}
+
+    def _read(self) -> Iterator[tuple[str, bool]]:
+        carry = b""
+        try:
+            with _open(self.path) as fh:
                 while True:
-                    cut = data.rfind(b"\n", 0, cut - 1)
-                    if cut < 0 or not data[cut + 1:cut + 2].isspace():
+                    block = fh.read(SEGMENT_CHARS)
+                    if not block:
                         break
-                if cut < 0:
-                    carry = data
-                    continue
-                carry = data[cut + 1:]
-                yield _decode(data[:cut + 1], str(path)), False
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise EmbcliError(f"corpus: cannot read {path}: {exc}") from None
-    yield _decode(carry, str(path)), True
+                    self._consumed(block)
+                    data = carry + block
+                    cut = len(data)
+                    while True:
+                        cut = data.rfind(b"\n", 0, cut - 1)
+                        if cut < 0 or not data[cut + 1:cut + 2].isspace():
+                            break
+                    if cut < 0:
+                        carry = data
+                        continue
+                    carry = data[cut + 1:]
+                    yield _decode(data[:cut + 1], str(self.path)), False
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise EmbcliError(f"corpus: cannot read {self.path}: {exc}") from None
+        yield _decode(carry, str(self.path)), True
 
 
-def _jsonl_pieces(path: Path, reader: _HashingReader, text_field: str) -> Iterator[tuple[str, bool]]:
-    try:
-        with _open(path) as fh:
-            for lineno, line in enumerate(fh, 1):
-                reader.update(line)
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    raise EmbcliError(f"corpus: {path}:{lineno} is not valid JSON") from None
-                if not isinstance(record, dict) or text_field not in record:
-                    raise EmbcliError(f"corpus: {path}:{lineno} has no {text_field!r} field (set --text-field)")
-                text = record[text_field]
-                if not isinstance(text, str):
-                    raise EmbcliError(f"corpus: {path}:{lineno}: field {text_field!r} is not a string")
-                yield text, True
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise EmbcliError(f"corpus: cannot read {path}: {exc}") from None
+class JsonlFile(TextFile):
+    """A .jsonl file (or .jsonl.gz): one document per line, its text in ``text_field``."""
+
+    def _read(self) -> Iterator[tuple[str, bool]]:
+        path, text_field = self.path, self.text_field
+        try:
+            with _open(path) as fh:
+                for lineno, line in enumerate(fh, 1):
+                    self._consumed(line)
+                    if not line.strip():
+                        continue
+                    try:
+                        record = json.loads(line)
+                    except (json.JSONDecodeError, UnicodeDecodeError):
+                        raise EmbcliError(f"corpus: {path}:{lineno} is not valid JSON") from None
+                    if not isinstance(record, dict) or text_field not in record:
+                        raise EmbcliError(f"corpus: {path}:{lineno} has no {text_field!r} field (set --text-field)")
+                    text = record[text_field]
+                    if not isinstance(text, str):
+                        raise EmbcliError(f"corpus: {path}:{lineno}: field {text_field!r} is not a string")
+                    yield text, True
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise EmbcliError(f"corpus: cannot read {path}: {exc}") from None
+
+
+class HFDataset(Source):
+    """A Hugging Face dataset split (see :func:`load_hf_dataset`): one document per row."""
+
+    def __init__(self, spec: CorpusSpec):
+        super().__init__()
+        self.spec = spec
+
+    def identity(self) -> dict:
+        spec = self.spec
+        ident = {"dataset": spec.dataset, "config": spec.dataset_config, "split": spec.split,
+                 "data_files": [_file_ident(Path(f)) if Path(f).is_file() else {"path": f} for f in spec.data_files],
+                 "text_field": spec.text_field}
+        local = Path(spec.dataset).expanduser()
+        if local.is_dir():
+            ident["files"] = [_file_ident(f) for f in sorted(local.rglob("*")) if f.is_file()]
+        return ident
+
+    def record(self) -> dict:
+        spec = self.spec
+        return {"dataset": spec.dataset, "config": spec.dataset_config, "split": spec.split,
+                "text_field": spec.text_field, "bytes": self.bytes, "sha256": self.sha.hexdigest()}
+
+    def _read(self) -> Iterator[tuple[str, bool]]:
+        spec = self.spec
+        for row in load_hf_dataset(spec):
+            text = row.get(spec.text_field)
+            if text is None:
+                raise EmbcliError(f"corpus: dataset {spec.dataset} row has no {spec.text_field!r} field")
+            self._consumed(text.encode("utf-8"))
+            yield text, True
+
+
+def open_sources(spec: CorpusSpec) -> list[Source]:
+    """The sources a spec names (files must exist; nothing is read yet)."""
+    if spec.dataset:
+        return [HFDataset(spec)]
+    files = resolve_files(spec.paths) if spec.paths else [default_corpus_path()]
+    return [JsonlFile(f, spec.text_field) if f.name.endswith((".jsonl", ".jsonl.gz")) else TextFile(f, spec.text_field)
+            for f in files]
 
 
 def load_hf_dataset(spec: CorpusSpec):
@@ -216,35 +300,9 @@ def load_hf_dataset(spec: CorpusSpec):
     return ds
 
 
-def _dataset_pieces(ds, spec: CorpusSpec, reader: _HashingReader) -> Iterator[tuple[str, bool]]:
-    for row in ds:
-        text = row.get(spec.text_field)
-        if text is None:
-            raise EmbcliError(f"corpus: dataset {spec.dataset} row has no {spec.text_field!r} field")
-        reader.update(text.encode("utf-8"))
-        yield text, True
-
-
 # ---------------------------------------------------------------------------------------------
 # Cache identity
 # ---------------------------------------------------------------------------------------------
-
-
-def _source_identity(spec: CorpusSpec) -> tuple[list[dict], list[Path]]:
-    if spec.dataset:
-        local = Path(spec.dataset).expanduser()
-        ident = {"dataset": spec.dataset, "config": spec.dataset_config, "split": spec.split,
-                 "data_files": [_file_ident(Path(f)) if Path(f).is_file() else {"path": f} for f in spec.data_files], "text_field": spec.text_field}
-        if local.is_dir():
-            ident["files"] = [_file_ident(f) for f in sorted(local.rglob("*")) if f.is_file()]
-        return [ident], []
-    files = resolve_files(spec.paths) if spec.paths else [default_corpus_path()]
-    return [dict(_file_ident(f), text_field=spec.text_field) for f in files], files
-
-
-def _file_ident(path: Path) -> dict:
-    st = path.stat()
-    return {"path": str(path.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def cache_key(spec: CorpusSpec, identity: list[dict]) -> str:
@@ -375,9 +433,9 @@ def prepare(spec: CorpusSpec, cache_dir: Path | None = None, *, progress: bool =
     """Tokenize a corpus into cached shards (or reuse the cached ones) and return them."""
     if not 0 <= spec.val_fraction < 0.5:
         raise EmbcliError(f"--val-fraction must be in [0, 0.5) (got {spec.val_fraction})")
-    identity, files = _source_identity(spec)
+    sources = open_sources(spec)
     root = (cache_dir or cache_root()) / "corpora"
-    final = root / cache_key(spec, identity)
+    final = root / cache_key(spec, [source.identity() for source in sources])
     if final.exists() and not force:
         try:
             return open_prepared(final)
@@ -390,7 +448,7 @@ def prepare(spec: CorpusSpec, cache_dir: Path | None = None, *, progress: bool =
     except OSError as exc:
         raise EmbcliError(f"cannot write the token cache at {root}: {exc.strerror} (set EMBCLI_CACHE)") from None
     try:
-        manifest = _tokenize_into(work, spec, files, progress, threads or os.cpu_count() or 1)
+        manifest = _tokenize_into(work, spec, sources, progress, threads or os.cpu_count() or 1)
         manifest["key"] = final.name
         write_json_atomic(work / "manifest.json", manifest)
         if final.exists():
@@ -402,43 +460,55 @@ def prepare(spec: CorpusSpec, cache_dir: Path | None = None, *, progress: bool =
     return PreparedCorpus(final, manifest)
 
 
-def _tokenize_into(work: Path, spec: CorpusSpec, files: list[Path], progress: bool, threads: int) -> dict:
+def _tokenize_into(work: Path, spec: CorpusSpec, sources: list[Source], progress: bool, threads: int) -> dict:
+    """Read and tokenize every source into ``work`` (shards, counts.npy); return the manifest."""
     from .progress import corpus_progress
 
-    enc = gpt2_encoding()
     writer = _SplitWriter(work, spec.val_fraction)
-    sources: list[dict] = []
-    whole = hashlib.sha256()
-    documents = 0
-
-    def all_pieces() -> Iterator[tuple[str, bool]]:
-        nonlocal documents
-        if spec.dataset:
-            ds = load_hf_dataset(spec)
-            reader = _HashingReader()
-            for text, ends in _dataset_pieces(ds, spec, reader):
-                documents += 1
-                bar.advance(len(text))
-                yield text, ends
-            sources.append({"dataset": spec.dataset, "config": spec.dataset_config, "split": spec.split,
-                            "text_field": spec.text_field, "bytes": reader.bytes, "sha256": reader.sha.hexdigest()})
-            whole.update(reader.sha.digest())
-            return
-        for path in files:
-            reader = _HashingReader()
-            is_jsonl = path.name.endswith((".jsonl", ".jsonl.gz"))
-            it = _jsonl_pieces(path, reader, spec.text_field) if is_jsonl else _text_pieces(path, reader)
-            for text, ends in it:
-                documents += ends
-                bar.advance(len(text))
-                yield text, ends
-            sources.append({"path": str(path), "bytes": reader.bytes, "sha256": reader.sha.hexdigest()})
-            whole.update(reader.sha.digest())
-
     start = time.perf_counter()
-    with corpus_progress(spec.describe(), enabled=progress) as bar, ThreadPoolExecutor(threads) as pool:
+    with corpus_progress(spec.describe(), enabled=progress) as bar:
+
+        def pieces() -> Iterator[tuple[str, bool]]:
+            for source in sources:
+                for text, ends_document in source.pieces():
+                    bar.advance(len(text))
+                    yield text, ends_document
+
+        _encode(_segments(pieces()), writer, bar, threads)
+    writer.close()
+    documents = sum(source.documents for source in sources)
+    train, val = _settle_splits(writer, spec, documents)
+    np.save(work / "counts.npy", writer.counts)
+    whole = hashlib.sha256()  # the corpus's content: its sources' hashes, in order
+    for source in sources:
+        whole.update(source.sha.digest())
+    records = [source.record() for source in sources]
+    return {
+        "format": FORMAT_VERSION,
+        "embcli_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "description": spec.describe(),
+        "spec": asdict(spec),
+        "sources": records,
+        "bytes": sum(r["bytes"] for r in records),
+        "content_sha256": whole.hexdigest(),
+        "documents": documents,
+        "tokenizer": {"name": "gpt2", "ranks_sha256": RANKS_SHA256},
+        "val_fraction": spec.val_fraction,
+        "val_block": VAL_BLOCK,
+        "tokens": {"train": train, "val": val},
+        "distinct_train_ids": int((writer.counts > 0).sum()),
+        "shards": writer.shards,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+
+
+def _encode(segments: Iterator[str], writer: _SplitWriter, bar, threads: int) -> None:
+    """Tokenize segments on a thread per core, writing the tokens in the segments' order."""
+    enc = gpt2_encoding()
+    with ThreadPoolExecutor(threads) as pool:
         pending = []
-        for segment in _segments(all_pieces()):
+        for segment in segments:
             pending.append(pool.submit(enc.encode_to_numpy, segment, allowed_special={ENDOFTEXT}))
             if len(pending) >= 2 * threads:  # bounded: memory does not grow with the corpus
                 tokens = pending.pop(0).result()
@@ -448,7 +518,11 @@ def _tokenize_into(work: Path, spec: CorpusSpec, files: list[Path], progress: bo
             tokens = fut.result()
             writer.add(tokens)
             bar.tokens(len(tokens))
-    writer.close()
+
+
+def _settle_splits(writer: _SplitWriter, spec: CorpusSpec, documents: int) -> tuple[int, int]:
+    """Refuse an empty corpus; give one too small for a validation block its tail as validation.
+    Returns the train and validation token totals."""
     train = sum(s["tokens"] for s in writer.shards["train"])
     val = sum(s["tokens"] for s in writer.shards["val"])
     if train == 0 or documents == 0 or writer.counts[:EOT_ID].sum() == 0:
@@ -460,22 +534,4 @@ def _tokenize_into(work: Path, spec: CorpusSpec, files: list[Path], progress: bo
                               f"({train} tokens; give more text or --val-fraction 0)")
         writer.hold_out_tail(want)
         train, val = train - want, want
-    np.save(work / "counts.npy", writer.counts)
-    return {
-        "format": FORMAT_VERSION,
-        "embcli_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "description": spec.describe(),
-        "spec": asdict(spec),
-        "sources": sources,
-        "bytes": sum(s["bytes"] for s in sources),
-        "content_sha256": whole.hexdigest(),
-        "documents": documents,
-        "tokenizer": {"name": "gpt2", "ranks_sha256": RANKS_SHA256},
-        "val_fraction": spec.val_fraction,
-        "val_block": VAL_BLOCK,
-        "tokens": {"train": train, "val": val},
-        "distinct_train_ids": int((writer.counts > 0).sum()),
-        "shards": writer.shards,
-        "seconds": round(time.perf_counter() - start, 3),
-    }
+    return train, val

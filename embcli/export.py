@@ -12,7 +12,6 @@ Formats:
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -122,7 +121,7 @@ def import_hf(name_or_path: str, run_name: str | None = None, runs_dir: Path | N
     except ImportError:
         raise EmbcliError("import-hf needs transformers: pip install 'embcli[hf]'") from None
     from . import __version__
-    from .checkpoint import CONFIG, new_run_dir, save_table, write_meta
+    from .runs import RunMeta, model_info, new_run_dir, save_table, write_config
 
     try:
         model = GPT2LMHeadModel.from_pretrained(name_or_path)
@@ -138,14 +137,9 @@ def import_hf(name_or_path: str, run_name: str | None = None, runs_dir: Path | N
     name = run_name or Path(str(name_or_path).rstrip("/")).name.replace("/", "-") or "hf"
     run = new_run_dir(name, runs_dir)
     save_table(run, table)
-    write_bytes_atomic(run / CONFIG, (json.dumps({"n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd,
-                                                  "block_size": cfg.n_positions, "vocab_size": cfg.vocab_size},
-                                                 indent=2) + "\n").encode())
-    write_meta(run, {
-        "format": 1, "status": "imported", "source": str(name_or_path), "step": None, "tokens_seen": None,
-        "counts_known": False,  # no training counts: queries use every row
-        "model": {"parameters": total, "table_parameters": int(table.size), "table_share": table.size / total,
-                  "rows": table.shape[0], "dim": table.shape[1], "tied": bool(tied)},
-        "versions": {"embcli": __version__}, "history": {"train": [], "val": []},
-    })
+    write_config(run, {"n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd,
+                       "block_size": cfg.n_positions, "vocab_size": cfg.vocab_size})
+    RunMeta(status="imported", source=str(name_or_path), counts_known=False,  # no training counts: queries use every row
+            model=model_info(total, table.shape[0], table.shape[1], bool(tied)),
+            versions={"embcli": __version__}).write(run)
     return run

@@ -20,7 +20,7 @@ from typing import Callable, ContextManager
 
 import numpy as np
 
-from .checkpoint import CONFIG, find_run, list_runs, list_snapshots, read_meta, runs_root
+from .runs import CONFIG, find_run, list_runs, list_snapshots, read_meta, runs_root
 from .errors import EmbcliError
 from .evaluate import AnalogyScore, PairScore
 from .space import EmbeddingSpace, Neighbor, Resolved

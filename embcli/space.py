@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import COUNTS, NORMS, TABLE, find_run, list_snapshots, read_meta
 from .errors import EmbcliError
+from .runs import COUNTS, NORMS, TABLE, find_run, list_snapshots, read_meta
 from .tokenizer import N_VOCAB, Vocab
 
 

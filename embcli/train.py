@@ -18,32 +18,39 @@ import os
 import platform
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import __version__
-from .checkpoint import (
-    CONFIG,
-    COUNTS,
-    SNAPSHOTS,
-    checkpoint_dir,
-    find_run,
-    is_snapshot_step,
-    new_run_dir,
-    read_meta,
-    save_table,
-    snapshot_name,
-    write_checkpoint_dir,
-    write_meta,
-)
 from .config import TrainConfig
 from .data import CorpusSpec, PreparedCorpus, open_prepared, prepare
 from .errors import EmbcliError
-from .io import save_npy_atomic, write_json_atomic
+from .losses import OverVocab, SampledSoftmax, cross_entropy, fused_linear_cross_entropy
 from .model import GPT, GPTConfig
+from .runs import (
+    CHECKPOINT_MODEL,
+    CHECKPOINT_OPTIMIZER,
+    CHECKPOINT_RNG,
+    CHECKPOINT_STATE,
+    CONFIG,
+    RunMeta,
+    checkpoint_dir,
+    find_run,
+    is_snapshot_step,
+    model_info,
+    new_run_dir,
+    read_config,
+    read_meta,
+    save_counts,
+    save_snapshot,
+    save_table,
+    write_checkpoint_dir,
+    write_config,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Devices and processes
@@ -223,11 +230,21 @@ def table_numpy(model: GPT) -> np.ndarray:
 
 
 def describe_model(model: GPT) -> dict:
-    total = model.num_parameters()
-    table = model.wte.weight.numel()
-    return {"parameters": total, "table_parameters": table, "table_share": table / total,
-            "rows": model.config.vocab_size, "dim": model.config.n_embd,
-            "tied": model.output_weight is model.wte.weight}
+    # tied: the model has no output matrix of its own; its forward reads wte.weight (model.py)
+    return model_info(model.num_parameters(), model.config.vocab_size, model.config.n_embd, tied=True)
+
+
+def _versions() -> dict:
+    return {"embcli": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(type(obj).__name__)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,8 +265,26 @@ class TrainResult:
     loss_kind: str = "fused"  # "sampled": the train loss is the sampled-softmax estimate
 
 
+@dataclass
+class _Session:
+    """This process's share of the run (a resumed run has had others): for the speed it reports."""
+
+    started: float = field(default_factory=time.perf_counter)
+    steps: int = 0
+    tokens: int = 0
+    val_text: str = "-"  # the last validation loss measured in this session, for the progress bar
+
+    def tokens_per_second(self) -> float:
+        return self.tokens / max(time.perf_counter() - self.started, 1e-9)
+
+
 class Trainer:
-    """Owns one training run: the model, the optimizer, the data, and the run folder."""
+    """Owns one training run: the model, the optimizer, the data, and the run folder.
+
+    :meth:`fit` is the loop: :meth:`train_step` (one optimizer step), then the bookkeeping of
+    :meth:`after_step` (history, validation, snapshots, checkpoints on their cadence), and at the
+    end :meth:`finish` (last validation, last snapshot, final save).
+    """
 
     def __init__(self, cfg: TrainConfig, corpus: PreparedCorpus, run: Path, device: torch.device,
                  dist: Dist, *, log=None, progress: bool = True, on_step=None):
@@ -259,21 +294,13 @@ class Trainer:
         self.on_step = on_step
         torch.manual_seed(cfg.seed)
         self.model = GPT(GPTConfig.from_train_config(cfg)).to(device)
-        self.raw_model = self.model
+        self.raw_model = self.model  # self.model may become a DDP or torch.compile wrapper of it
         self.optimizer = make_optimizer(self.model, cfg, device)
         self.sampler = BatchSampler(corpus.split("train"), cfg.block_size, cfg.seed)
         self.val = val_windows(corpus.split("val"), cfg.block_size, cfg.eval_batches * cfg.batch_size)
         use_bf16 = cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and device.type == "cuda")
         self.amp = torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
-        self.vocab_ids = None
-        if cfg.output_vocab == "corpus":
-            ids = np.flatnonzero(corpus.counts())
-            self.vocab_ids = torch.from_numpy(ids).to(device)
-        self.proposal = None
-        if cfg.loss == "sampled":  # unigram^0.75 over the training split, as word2vec samples negatives
-            q = corpus.counts().astype(np.float64) ** 0.75
-            self.proposal = torch.from_numpy(q / q.sum()).to(device=device, dtype=torch.float32)
-            self.log_q = torch.log(self.proposal.clamp(min=1e-30))
+        self._choose_losses()
         if device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -281,10 +308,27 @@ class Trainer:
         self.history: dict[str, list] = {"train": [], "val": []}
         self.last_good_step = None
 
+    def _choose_losses(self) -> None:
+        """The training loss the config names (losses.py), and validation's: the full softmax."""
+        cfg = self.cfg
+        self.sampled = None
+        if cfg.loss == "sampled":  # unigram^0.75 over the training split, as word2vec samples negatives
+            self.sampled = loss = SampledSoftmax(self.corpus.counts(), cfg.negatives, self.device)
+        elif cfg.loss == "plain":
+            loss = cross_entropy
+        else:
+            loss = partial(fused_linear_cross_entropy, chunk=cfg.loss_chunk, stage=cfg.loss_stage,
+                           compiled=cfg.compile)
+        val = cross_entropy
+        if cfg.output_vocab == "corpus":
+            ids = torch.from_numpy(np.flatnonzero(self.corpus.counts())).to(self.device)
+            loss, val = OverVocab(loss, ids, cfg.vocab_size), OverVocab(val, ids, cfg.vocab_size)
+        self.loss_fn, self.val_loss_fn = loss, val
+
     # -- state ---------------------------------------------------------------------------------
 
     def save(self, status: str) -> None:
-        """Table, counts, meta, snapshot and resume state; rank 0 only."""
+        """Table, meta and resume state; rank 0 only."""
         if not self.dist.main:
             return
         from safetensors.torch import save_file
@@ -297,43 +341,37 @@ class Trainer:
         model_state = {k: v.detach().cpu().contiguous() for k, v in self.raw_model.state_dict().items()}
 
         def write(folder: Path) -> None:
-            save_file(model_state, str(folder / "model.safetensors"), metadata={"step": str(self.step)})
-            save_file(opt_tensors, str(folder / "optimizer.safetensors"), metadata={"step": str(self.step)})
+            save_file(model_state, str(folder / CHECKPOINT_MODEL), metadata={"step": str(self.step)})
+            save_file(opt_tensors, str(folder / CHECKPOINT_OPTIMIZER), metadata={"step": str(self.step)})
             rng = torch.get_rng_state()
-            save_file({"torch_rng": rng}, str(folder / "rng.safetensors"))
-            (folder / "state.json").write_text(json.dumps(state, default=_json_default))
+            save_file({"torch_rng": rng}, str(folder / CHECKPOINT_RNG))
+            (folder / CHECKPOINT_STATE).write_text(json.dumps(state, default=_json_default))
 
         write_checkpoint_dir(self.run, write)
         self.last_good_step = self.step
-        write_meta(self.run, self.meta(status))
+        self.meta(status).write(self.run)
 
     def snapshot(self) -> None:
         if self.dist.main and self.cfg.snapshots:
-            (self.run / SNAPSHOTS).mkdir(exist_ok=True)
-            save_npy_atomic(self.run / SNAPSHOTS / snapshot_name(self.step), table_numpy(self.raw_model))
+            save_snapshot(self.run, self.step, table_numpy(self.raw_model))
 
-    def meta(self, status: str) -> dict:
-        last_train = self.history["train"][-1][2] if self.history["train"] else None
-        last_val = self.history["val"][-1][2] if self.history["val"] else None
-        return {
-            "format": 1, "status": status, "step": self.step, "tokens_seen": self.tokens,
-            "seconds": round(self.seconds, 3), "train_loss": last_train, "val_loss": last_val,
-            "model": describe_model(self.raw_model), "device": str(self.device), "world_size": self.dist.world,
-            "versions": {"embcli": __version__, "torch": torch.__version__, "numpy": np.__version__,
-                         "python": platform.python_version()},
-            "loss": self.cfg.loss,  # "sampled": train losses are the sampled-softmax estimate, val is full
-            "corpus": self.corpus.manifest, "corpus_path": str(self.corpus.path), "history": self.history,
-        }
+    def meta(self, status: str) -> RunMeta:
+        train, val = self.history["train"], self.history["val"]
+        return RunMeta(status=status, step=self.step, tokens_seen=self.tokens, seconds=round(self.seconds, 3),
+                       train_loss=train[-1][2] if train else None, val_loss=val[-1][2] if val else None,
+                       model=describe_model(self.raw_model), device=str(self.device), world_size=self.dist.world,
+                       versions=_versions(), loss=self.cfg.loss, corpus=self.corpus.manifest,
+                       corpus_path=str(self.corpus.path), history=self.history)
 
     def load(self, folder: Path) -> None:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         try:
-            state = json.loads((folder / "state.json").read_text())
-            self.raw_model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(self.device)))
-            opt = load_file(str(folder / "optimizer.safetensors"), device=str(self.device))
-            rng = load_file(str(folder / "rng.safetensors"))["torch_rng"]
+            state = json.loads((folder / CHECKPOINT_STATE).read_text())
+            self.raw_model.load_state_dict(load_file(str(folder / CHECKPOINT_MODEL), device=str(self.device)))
+            opt = load_file(str(folder / CHECKPOINT_OPTIMIZER), device=str(self.device))
+            rng = load_file(str(folder / CHECKPOINT_RNG))["torch_rng"]
             groups = state["optimizer"]["param_groups"]
             _load_optimizer(self.optimizer, opt, groups)
             torch.set_rng_state(rng)
@@ -347,13 +385,9 @@ class Trainer:
 
     # -- steps ---------------------------------------------------------------------------------
 
-    def _forward_loss(self, x: torch.Tensor, y: torch.Tensor, sampled=None) -> torch.Tensor:
-        with self.amp:
-            return self.model(x, y, loss_impl=self.cfg.loss, chunk=self.cfg.loss_chunk, stage=self.cfg.loss_stage,
-                              compiled_softmax=self.cfg.compile, vocab_ids=self.vocab_ids, sampled=sampled)
-
     @torch.no_grad()
     def evaluate(self) -> float | None:
+        """The mean full-softmax loss over the fixed validation windows (None: no validation split)."""
         if not len(self.val):
             return None
         self.model.eval()
@@ -362,19 +396,25 @@ class Trainer:
         for i in range(0, len(self.val), bs):
             rows = torch.from_numpy(self.val[i:i + bs]).to(self.device)
             with self.amp:
-                loss = self.raw_model(rows[:, :-1], rows[:, 1:], loss_impl="plain", vocab_ids=self.vocab_ids)
+                loss = self.raw_model(rows[:, :-1], rows[:, 1:], loss_fn=self.val_loss_fn)
             losses.append(loss.float().item() * len(rows))
         self.model.train()
         return sum(losses) / len(self.val)
 
+    def validate(self) -> float | None:
+        """Evaluate now and record the loss in the history."""
+        val = self.evaluate()
+        if val is not None:
+            self.history["val"].append([self.step, self.tokens, round(val, 5)])
+        return val
+
     def train_step(self) -> float:
+        """One optimizer step over the global batch (this rank's micro-batches of it); its mean loss."""
         cfg, dist = self.cfg, self.dist
         per_rank = cfg.grad_accum // dist.world
         x_all, y_all = self.sampler.draw(cfg.batch_size * cfg.grad_accum)
-        sampled = None
-        if self.proposal is not None:  # one draw per step, so every process and micro-step shares it
-            negatives = torch.multinomial(self.proposal, cfg.negatives, replacement=True)
-            sampled = (negatives, self.log_q)
+        if self.sampled is not None:  # one draw per step, so every process and micro-step shares it
+            self.sampled.draw()
         total = torch.zeros((), device=self.device)
         x_all, y_all = torch.from_numpy(x_all), torch.from_numpy(y_all)
         if self.device.type == "cuda":
@@ -388,7 +428,8 @@ class Trainer:
             y = y_all[sl].to(self.device, non_blocking=True)
             sync = nullcontext() if (not dist.enabled or micro == per_rank - 1) else self.model.no_sync()
             with sync:
-                loss = self._forward_loss(x, y, sampled) / per_rank
+                with self.amp:
+                    loss = self.model(x, y, loss_fn=self.loss_fn) / per_rank
                 loss.backward()
             total += loss.detach().float()
         if dist.enabled:
@@ -409,64 +450,31 @@ class Trainer:
         return bool((cfg.max_steps and self.step >= cfg.max_steps) or (cfg.max_tokens and self.tokens >= cfg.max_tokens)
                     or (cfg.time_budget and self.seconds >= cfg.time_budget))
 
+    # -- the loop ------------------------------------------------------------------------------
+
     def fit(self) -> TrainResult:
+        """Train until a stop is reached (or Ctrl-C: saved, and continued by --resume)."""
         from .progress import training_progress
 
-        cfg = self.cfg
-        if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
-            self.model = DistributedDataParallel(self.raw_model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        if cfg.compile:
-            self.model = torch.compile(self.model)
+        self._wrap_model()
         if self.step == 0:
             self.snapshot()
         bar = training_progress(self.show_progress)
-        task = None
-        started = time.perf_counter()
-        session_tokens = session_steps = 0
-        val_text = "-"
+        session = _Session()
         status = "finished"
         try:
             if bar:
                 bar.start()
                 task = bar.add_task("train", total=1000, step=self.step, loss="-", val="-", tok_s="-")
             while not self.done():
-                t0 = time.perf_counter()
-                try:
-                    loss = self.train_step()
-                except Exception as exc:  # torch.compile needs a C++ compiler; without one, run eager
-                    compile_error = type(exc).__module__.startswith(("torch._dynamo", "torch._inductor"))
-                    if not (cfg.compile and session_steps == 0 and compile_error):
-                        raise
-                    self.log(f"torch.compile failed ({type(exc).__name__}); training without it")
-                    self.optimizer.zero_grad(set_to_none=True)
-                    self.model = self.model._orig_mod
-                    loss = self.train_step()
-                session_steps += 1
-                if not math.isfinite(loss):
-                    status = "diverged"
-                    raise EmbcliError(f"training diverged: the loss became {loss} at step {self.step + 1}; "
-                                      f"the last good checkpoint (step {self.last_good_step}) is kept in {self.run} "
-                                      "(lower --set learning_rate=...)", exit_code=1)
-                self.step += 1
-                self.tokens += cfg.tokens_per_step
-                session_tokens += cfg.tokens_per_step
-                self.seconds += time.perf_counter() - t0
-                self.history["train"].append([self.step, self.tokens, round(loss, 5)])
-                if self.step % cfg.eval_interval == 0 or self.done():
-                    val = self.evaluate()
-                    if val is not None:
-                        self.history["val"].append([self.step, self.tokens, round(val, 5)])
-                        val_text = f"{val:.3f}"
-                if is_snapshot_step(self.step):
-                    self.snapshot()
-                if self.step % cfg.checkpoint_interval == 0 and not self.done():
-                    self.save("running")
+                loss = self._timed_step(session)
+                val = self.after_step(loss)
+                if val is not None:
+                    session.val_text = f"{val:.3f}"
                 if bar:
-                    rate = session_tokens / max(time.perf_counter() - started, 1e-9)
-                    bar.update(task, completed=1000 * min(run_progress(cfg, self.step, self.tokens, self.seconds), 1),
-                               step=self.step, loss=f"{loss:.3f}", val=val_text, tok_s=f"{rate:,.0f}")
+                    progress = min(run_progress(self.cfg, self.step, self.tokens, self.seconds), 1)
+                    bar.update(task, completed=1000 * progress, step=self.step, loss=f"{loss:.3f}",
+                               val=session.val_text, tok_s=f"{session.tokens_per_second():,.0f}")
                 if self.on_step:
                     self.on_step(self)
         except KeyboardInterrupt:
@@ -474,29 +482,75 @@ class Trainer:
         finally:
             if bar:
                 bar.stop()
+        return self.finish(status, session)
+
+    def _wrap_model(self) -> None:
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.raw_model, device_ids=ids)
+        if self.cfg.compile:
+            self.model = torch.compile(self.model)
+
+    def _timed_step(self, session: _Session) -> float:
+        """train_step, counted and timed; a non-finite loss stops the run (the last save is kept)."""
+        t0 = time.perf_counter()
+        try:
+            loss = self.train_step()
+        except Exception as exc:  # torch.compile needs a C++ compiler; without one, run eager
+            compile_error = type(exc).__module__.startswith(("torch._dynamo", "torch._inductor"))
+            if not (self.cfg.compile and session.steps == 0 and compile_error):
+                raise
+            self.log(f"torch.compile failed ({type(exc).__name__}); training without it")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.model = self.model._orig_mod
+            loss = self.train_step()
+        session.steps += 1
+        if not math.isfinite(loss):
+            raise EmbcliError(f"training diverged: the loss became {loss} at step {self.step + 1}; "
+                              f"the last good checkpoint (step {self.last_good_step}) is kept in {self.run} "
+                              "(lower --set learning_rate=...)", exit_code=1)
+        self.step += 1
+        self.tokens += self.cfg.tokens_per_step
+        session.tokens += self.cfg.tokens_per_step
+        self.seconds += time.perf_counter() - t0
+        return loss
+
+    def after_step(self, loss: float) -> float | None:
+        """Record the step's loss; validate, snapshot and checkpoint when their turn comes.
+        Returns the validation loss when one was measured."""
+        cfg = self.cfg
+        self.history["train"].append([self.step, self.tokens, round(loss, 5)])
+        val = None
+        if self.step % cfg.eval_interval == 0 or self.done():
+            val = self.validate()
+        if is_snapshot_step(self.step):
+            self.snapshot()
+        if self.step % cfg.checkpoint_interval == 0 and not self.done():
+            self.save("running")
+        return val
+
+    def finish(self, status: str, session: _Session) -> TrainResult:
+        """The end of a session: save where it stopped, with a validation loss and a snapshot there."""
         if status == "interrupted":
             self.save("interrupted")
             raise EmbcliError(f"interrupted at step {self.step}; saved. Continue with: embcli train --resume {self.run}",
                               exit_code=130)
         if not self.history["val"] or self.history["val"][-1][0] != self.step:
-            val = self.evaluate()
-            if val is not None:
-                self.history["val"].append([self.step, self.tokens, round(val, 5)])
+            self.validate()
         if self.cfg.snapshots and not is_snapshot_step(self.step):
             self.snapshot()
         self.save(status)
-        wall = time.perf_counter() - started
+        wall = time.perf_counter() - session.started
         meta = self.meta(status)
-        return TrainResult(self.run, self.step, self.tokens, meta["train_loss"], meta["val_loss"], wall,
-                           session_tokens / max(wall, 1e-9), status, cfg.loss)
+        return TrainResult(self.run, self.step, self.tokens, meta.train_loss, meta.val_loss, wall,
+                           session.tokens / max(wall, 1e-9), status, self.cfg.loss)
 
 
-def _json_default(obj):
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(type(obj).__name__)
+# ---------------------------------------------------------------------------------------------
+# The entry point
+# ---------------------------------------------------------------------------------------------
 
 
 def train(cfg: TrainConfig, spec: CorpusSpec | None = None, *, name: str | None = None, resume: str | None = None,
@@ -507,40 +561,11 @@ def train(cfg: TrainConfig, spec: CorpusSpec | None = None, *, name: str | None 
     log = log if (log and dist.main) else (lambda *a: None)  # one process speaks
     try:
         if resume:
-            run = find_run(resume, runs_dir)
-            try:
-                saved = json.loads((run / CONFIG).read_text())
-                cfg = TrainConfig(**saved)
-            except (OSError, json.JSONDecodeError, TypeError):
-                raise EmbcliError(f"cannot resume {run}: its {CONFIG} is missing or damaged") from None
-            for key, value in (stop_overrides or {}).items():
-                setattr(cfg, key, value)
-            cfg.validate()
-            folder = checkpoint_dir(run)
-            meta = read_meta(run)
-            try:
-                corpus = open_prepared(Path(meta["corpus_path"]))
-            except (KeyError, EmbcliError):
-                corpus = prepare(CorpusSpec(**meta["corpus"]["spec"]), cache_dir, progress=progress and dist.main)
+            cfg, corpus, run, folder = _reopen_run(resume, runs_dir, cache_dir, stop_overrides,
+                                                   progress=progress and dist.main)
         else:
             cfg.validate()
-            shared: list = [None, None, None]
-            if dist.main:
-                try:
-                    corpus = prepare(spec or CorpusSpec(), cache_dir, progress=progress)
-                    run = new_run_dir(name, runs_dir)
-                    shared = [str(corpus.path), str(run), None]
-                except EmbcliError as exc:
-                    shared = [None, None, str(exc)]
-                    if not dist.enabled:
-                        raise
-            if dist.enabled:  # rank 0 tokenizes and makes the run folder; the others wait for it
-                import torch.distributed as tdist
-
-                tdist.broadcast_object_list(shared, src=0)
-                if shared[2] is not None:
-                    raise EmbcliError(shared[2])
-                corpus, run = open_prepared(Path(shared[0])), Path(shared[1])
+            corpus, run = _start_run(spec, name, runs_dir, cache_dir, dist, progress=progress)
         if cfg.grad_accum % dist.world:
             raise EmbcliError(f"grad_accum ({cfg.grad_accum}) must be a multiple of the number of processes ({dist.world})")
         trainer = Trainer(cfg, corpus, run, dev, dist, log=log, progress=progress, on_step=on_step)
@@ -548,16 +573,10 @@ def train(cfg: TrainConfig, spec: CorpusSpec | None = None, *, name: str | None 
             trainer.load(folder)
             log(f"resuming {run} at step {trainer.step} ({trainer.tokens:,} tokens seen)")
         elif dist.main:
-            write_json_atomic(run / CONFIG, cfg.to_dict())
-            save_npy_atomic(run / COUNTS, corpus.counts())
-            write_meta(run, trainer.meta("running"))
-        info = describe_model(trainer.raw_model)
-        log(f"model: {info['parameters']:,} parameters; the token table is {info['rows']:,} × {info['dim']} = "
-            f"{info['table_parameters']:,} ({info['table_share']:.0%}), tied to the output layer")
-        log(f"corpus: {corpus.manifest['description']}: {corpus.train_tokens:,} training tokens, "
-            f"{corpus.val_tokens:,} validation; device {dev}"
-            + (f" × {dist.world} processes" if dist.enabled else "")
-            + f"; {cfg.tokens_per_step:,} tokens per step")
+            write_config(run, cfg.to_dict())
+            save_counts(run, corpus.counts())
+            trainer.meta("running").write(run)
+        _announce(log, trainer, dev)
         return trainer.fit()
     finally:
         if dist.enabled:
@@ -565,3 +584,64 @@ def train(cfg: TrainConfig, spec: CorpusSpec | None = None, *, name: str | None 
 
             if tdist.is_initialized():
                 tdist.destroy_process_group()
+
+
+def _reopen_run(resume: str, runs_dir: Path | None, cache_dir: Path | None, stop_overrides: dict | None, *,
+                progress: bool) -> tuple[TrainConfig, PreparedCorpus, Path, Path]:
+    """A run to resume: its config (with new stops), its corpus, its folder and its checkpoint."""
+    run = find_run(resume, runs_dir)
+    saved = read_config(run)
+    try:
+        cfg = TrainConfig(**saved)
+    except TypeError:  # None (missing, not JSON) or keys this TrainConfig does not have
+        raise EmbcliError(f"cannot resume {run}: its {CONFIG} is missing or damaged") from None
+    for key, value in (stop_overrides or {}).items():
+        setattr(cfg, key, value)
+    cfg.validate()
+    folder = checkpoint_dir(run)
+    meta = read_meta(run)
+    corpus = None
+    if meta.corpus_path:
+        try:
+            corpus = open_prepared(Path(meta.corpus_path))
+        except EmbcliError:  # the token cache was deleted: tokenize the same sources again
+            pass
+    if corpus is None:
+        corpus = prepare(CorpusSpec(**meta.corpus["spec"]), cache_dir, progress=progress)
+    return cfg, corpus, run, folder
+
+
+def _start_run(spec: CorpusSpec | None, name: str | None, runs_dir: Path | None, cache_dir: Path | None,
+               dist: Dist, *, progress: bool) -> tuple[PreparedCorpus, Path]:
+    """The corpus, tokenized (or found in the cache), and a new run folder.
+
+    Under torchrun, rank 0 does both and the other ranks wait for it, then open what it made.
+    """
+    shared: list = [None, None, None]
+    if dist.main:
+        try:
+            corpus = prepare(spec or CorpusSpec(), cache_dir, progress=progress)
+            run = new_run_dir(name, runs_dir)
+            shared = [str(corpus.path), str(run), None]
+        except EmbcliError as exc:
+            if not dist.enabled:
+                raise
+            shared = [None, None, str(exc)]
+    if dist.enabled:
+        import torch.distributed as tdist
+
+        tdist.broadcast_object_list(shared, src=0)
+        if shared[2] is not None:
+            raise EmbcliError(shared[2])
+        corpus, run = open_prepared(Path(shared[0])), Path(shared[1])
+    return corpus, run
+
+
+def _announce(log, trainer: Trainer, device: torch.device) -> None:
+    info, corpus, cfg, dist = describe_model(trainer.raw_model), trainer.corpus, trainer.cfg, trainer.dist
+    log(f"model: {info['parameters']:,} parameters; the token table is {info['rows']:,} × {info['dim']} = "
+        f"{info['table_parameters']:,} ({info['table_share']:.0%}), tied to the output layer")
+    log(f"corpus: {corpus.manifest['description']}: {corpus.train_tokens:,} training tokens, "
+        f"{corpus.val_tokens:,} validation; device {device}"
+        + (f" × {dist.world} processes" if dist.enabled else "")
+        + f"; {cfg.tokens_per_step:,} tokens per step")

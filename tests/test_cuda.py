@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from embcli.data import CorpusSpec
-from embcli.model import fused_linear_cross_entropy
+from embcli.losses import fused_linear_cross_entropy
 from embcli.train import Trainer, pick_device, train
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")

@@ -178,7 +178,7 @@ def test_import_hf_tiny_random_gpt2(tmp_path):
     model.save_pretrained(str(tmp_path / "tiny-gpt2"))
     result = invoke("import-hf", tmp_path / "tiny-gpt2", "--name", "gpt2tiny")
     assert result.exit_code == 0, result.output
-    from embcli.checkpoint import find_run
+    from embcli.runs import find_run
 
     run = find_run("gpt2tiny")
     np.testing.assert_array_equal(np.load(run / "embeddings.npy"), model.transformer.wte.weight.detach().numpy())

@@ -1,10 +1,12 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from embcli.model import GPT, GPTConfig, fused_linear_cross_entropy
+from embcli.losses import OverVocab, SampledSoftmax, cross_entropy, fused_linear_cross_entropy, sampled_softmax_loss
+from embcli.model import GPT, GPTConfig
 
 
 def small(**kw):
@@ -12,16 +14,26 @@ def small(**kw):
 
 
 def test_output_layer_is_the_embedding_table():
+    torch.manual_seed(0)
     model = small()
-    assert model.output_weight is model.wte.weight
     names = [n for n, _ in model.named_parameters()]
     assert "wte.weight" in names and not any("lm_head" in n for n in names)
-    # the shared matrix is counted once
-    assert model.num_parameters() == sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-    x = torch.randint(0, 50257, (2, 8))
-    logits = model(x)
-    h = model.hidden(x)
-    torch.testing.assert_close(logits, h @ model.wte.weight.t())
+    # the shared matrix is counted once: the count of the architecture, written out
+    d, layers, blocks = 32, 2, 16
+    per_layer = (3 * d * d + 3 * d) + (d * d + d) + (4 * d * d + 4 * d) + (4 * d * d + d) + 2 * 2 * d
+    assert model.num_parameters() == 50257 * d + blocks * d + layers * per_layer + 2 * d
+    # a row of the table is also that token's output direction: moving row r (a token that is not
+    # in the input) moves the logits of r and of nothing else
+    x = torch.randint(0, 1000, (2, 8))
+    r = 3797
+    with torch.no_grad():
+        before = model(x)
+        model.wte.weight[r] += 1.0
+        after = model(x)
+    assert not torch.allclose(after[..., r], before[..., r])
+    others = torch.ones(50257, dtype=torch.bool)
+    others[r] = False
+    torch.testing.assert_close(after[..., others], before[..., others], rtol=0, atol=0)
 
 
 def test_gpt2_small_parameter_count():
@@ -72,13 +84,15 @@ def test_model_losses_agree_between_implementations_and_vocab_restriction():
     model = small()
     x = torch.randint(0, 50257, (2, 16))
     y = torch.randint(0, 50257, (2, 16))
-    torch.testing.assert_close(model(x, y, loss_impl="fused"), model(x, y, loss_impl="plain"))
+    plain = model(x, y)
+    torch.testing.assert_close(plain, F.cross_entropy(model(x).reshape(-1, 50257), y.flatten()))
+    torch.testing.assert_close(model(x, y, loss_fn=fused_linear_cross_entropy), plain)
     ids = torch.unique(torch.cat([y.flatten(), torch.arange(100)]))
-    restricted = model(x, y, vocab_ids=ids, loss_impl="plain")
+    restricted = model(x, y, loss_fn=OverVocab(cross_entropy, ids, 50257))
     full_logits = model(x)[..., ids]
     remapped = torch.searchsorted(ids, y)
     torch.testing.assert_close(restricted, F.cross_entropy(full_logits.reshape(-1, len(ids)), remapped.flatten()))
-    torch.testing.assert_close(model(x, y, vocab_ids=ids), restricted)
+    torch.testing.assert_close(model(x, y, loss_fn=OverVocab(fused_linear_cross_entropy, ids, 50257)), restricted)
 
 
 def test_context_longer_than_block_size_is_refused():
@@ -87,8 +101,6 @@ def test_context_longer_than_block_size_is_refused():
 
 
 def test_sampled_softmax_with_all_ids_as_negatives_is_close_to_the_full_softmax():
-    from embcli.model import sampled_softmax_loss
-
     torch.manual_seed(0)
     h = torch.randn(50, 8)
     w = torch.randn(200, 8) * 0.5
@@ -99,10 +111,27 @@ def test_sampled_softmax_with_all_ids_as_negatives_is_close_to_the_full_softmax(
     torch.testing.assert_close(sampled_softmax_loss(h, w, y, negatives, log_q), F.cross_entropy(h @ w.t(), y))
 
 
-def loss_curve(loss_impl: str, bf16: bool, compiled: bool, steps: int = 8) -> list[float]:
+def test_sampled_softmax_draws_its_negatives_from_the_corpus_ids():
+    counts = np.zeros(50257, dtype=np.int64)
+    counts[[5, 17, 3797]] = [100, 10, 1]
+    loss = SampledSoftmax(counts, 64, torch.device("cpu"))
+    with pytest.raises(RuntimeError, match="draw"):
+        loss(torch.zeros(1, 4), torch.zeros(50257, 4), torch.zeros(1, dtype=torch.long))
+    torch.manual_seed(0)
+    loss.draw()
+    assert set(loss.negatives.tolist()) <= {5, 17, 3797} and loss.negatives.numel() == 64
+    assert (loss.negatives == 5).sum() > (loss.negatives == 3797).sum()  # q ∝ count^0.75
+
+
+def loss_curve(loss: str, bf16: bool, compiled: bool, steps: int = 8) -> list[float]:
     """Train a small tied GPT (full 50257-way softmax) for a few steps from a fixed seed."""
+    from functools import partial
+
     from embcli.config import TrainConfig
     from embcli.train import make_optimizer
+
+    loss_fn = cross_entropy if loss == "plain" else partial(fused_linear_cross_entropy, chunk=16, stage=64,
+                                                            compiled=compiled)
 
     cfg = TrainConfig(n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=8, learning_rate=1e-2)
     torch.manual_seed(0)
@@ -116,12 +145,11 @@ def loss_curve(loss_impl: str, bf16: bool, compiled: bool, steps: int = 8) -> li
         starts = torch.randint(0, 40, (8,), generator=data)
         rows = pattern[(starts[:, None] + torch.arange(33)) % 40]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = forward(rows[:, :-1], rows[:, 1:], loss_impl=loss_impl, chunk=16, stage=64,
-                           compiled_softmax=compiled)
-        loss.backward()
+            value = forward(rows[:, :-1], rows[:, 1:], loss_fn=loss_fn)
+        value.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(loss.item())
+        losses.append(value.item())
     return losses
 
 

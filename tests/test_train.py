@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from embcli import checkpoint
+from embcli import runs
 from embcli.data import CorpusSpec
 from embcli.errors import EmbcliError
 from embcli.train import learning_rate, pick_device, train
@@ -16,7 +16,7 @@ def spec(path):
 
 
 def losses(run):
-    return [row[2] for row in checkpoint.read_meta(run)["history"]["train"]]
+    return [row[2] for row in runs.read_meta(run).history["train"]]
 
 
 def test_loss_falls_and_run_is_complete(trained_run):
@@ -24,7 +24,7 @@ def test_loss_falls_and_run_is_complete(trained_run):
     hist = losses(run)
     assert len(hist) == 60
     assert np.mean(hist[-5:]) < hist[0] - 2.0  # from ~10.8 (uniform over 50257) down a long way
-    meta = checkpoint.read_meta(run)
+    meta = runs.read_meta(run)
     assert meta["status"] == "finished" and meta["step"] == 60 and meta["tokens_seen"] == 60 * 8 * 32
     assert meta["val_loss"] is not None and meta["corpus"]["tokens"]["train"] > 0
     assert meta["model"]["tied"] and meta["versions"]["torch"] == torch.__version__
@@ -36,7 +36,7 @@ def test_loss_falls_and_run_is_complete(trained_run):
     assert not any(k.startswith("lm_head") for k in weights)
     assert np.load(run / "counts.npy")[3797] > 0
     # snapshots at 0, 10, 30 and the end; step 0 is the untrained N(0, 0.02) table
-    steps = [s for s, _ in checkpoint.list_snapshots(run)]
+    steps = [s for s, _ in runs.list_snapshots(run)]
     assert steps == [0, 10, 30, 60]
     start = np.load(run / "snapshots" / "step_00000000.npy")
     assert abs(start.std() - 0.02) < 0.001
@@ -63,8 +63,8 @@ def test_resume_continues_the_same_trajectory(corpus_file, tiny):
     with pytest.raises(EmbcliError, match="interrupted at step 13") as info:
         train(tiny(max_steps=24), spec(corpus_file), name="cut", progress=False, on_step=interrupt)
     assert info.value.exit_code == 130
-    cut = checkpoint.find_run("cut")
-    assert checkpoint.read_meta(cut)["status"] == "interrupted"
+    cut = runs.find_run("cut")
+    assert runs.read_meta(cut).status == "interrupted"
     result = train(None, resume="cut", progress=False)
     assert result.step == 24
     assert losses(cut) == losses(whole)
@@ -86,7 +86,7 @@ def test_crash_while_saving_keeps_the_previous_checkpoint(copy_of_trained_run):
         raise OSError(28, "No space left on device")
 
     with pytest.raises(EmbcliError, match="previous one is intact"):
-        checkpoint.write_checkpoint_dir(run, broken_write)
+        runs.write_checkpoint_dir(run, broken_write)
     after = load_file(str(run / "checkpoint" / "model.safetensors"))
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert not [p for p in run.iterdir() if p.name.startswith(".checkpoint-")]
@@ -95,7 +95,7 @@ def test_crash_while_saving_keeps_the_previous_checkpoint(copy_of_trained_run):
 def test_swap_cut_short_falls_back_to_old_checkpoint(copy_of_trained_run):
     run = copy_of_trained_run("s")  # finished at step 60
     (run / "checkpoint").rename(run / "checkpoint.old")  # the crash between the two renames
-    assert checkpoint.checkpoint_dir(run) == run / "checkpoint.old"
+    assert runs.checkpoint_dir(run) == run / "checkpoint.old"
     assert train(None, resume="s", progress=False, stop_overrides={"max_steps": 62}).step == 62
 
 
@@ -123,9 +123,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(corpus_file, tiny, monkey
     with pytest.raises(EmbcliError, match="diverged.*step 13.*step 10") as info:
         train(tiny(max_steps=20), spec(corpus_file), name="n", progress=False)
     assert info.value.exit_code == 1
-    meta = checkpoint.read_meta(checkpoint.find_run("n"))
-    assert meta["step"] == 10
-    assert json.loads((checkpoint.find_run("n") / "checkpoint" / "state.json").read_text())["step"] == 10
+    assert runs.read_meta(runs.find_run("n")).step == 10
+    assert json.loads((runs.find_run("n") / "checkpoint" / "state.json").read_text())["step"] == 10
 
 
 def test_gradient_accumulation_matches_a_bigger_batch(corpus_file, tiny):
@@ -191,41 +190,54 @@ def test_sampled_softmax_trains_and_validates_with_the_full_softmax(corpus_file,
     assert 0 < result.val_loss < 10.8  # the full 50257-way loss, comparable across recipes
 
 
-def test_cpu_training_uses_the_fused_adamw_kernel():
+def adamw_step_on_cpu(monkeypatch):
+    """make_optimizer for a tiny model, then one step; counts calls of torch's fused AdamW kernel."""
     from embcli.config import TrainConfig
     from embcli.model import GPT, GPTConfig
     from embcli.train import make_optimizer
 
+    fused_calls = []
+    real_kernel = torch._fused_adamw_
+
+    def counting_kernel(*args, **kwargs):
+        fused_calls.append(1)
+        return real_kernel(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "_fused_adamw_", counting_kernel)
     cfg = TrainConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, embedding_lr=1e-2)
-    opt = make_optimizer(GPT(GPTConfig.from_train_config(cfg)), cfg, torch.device("cpu"))
-    assert opt.defaults["fused"] is True
-    assert [g["name"] for g in opt.param_groups] == ["table", "matrices", "vectors"]
-    assert opt.param_groups[0]["lr_scale"] == 1e-2 / cfg.learning_rate
-
-
-def test_without_a_fused_adamw_kernel_the_optimizer_is_the_default_one(monkeypatch):
-    """A torch whose fused AdamW does not cover the device raises RuntimeError: train anyway."""
-    from embcli.config import TrainConfig
-    from embcli.model import GPT, GPTConfig
-    from embcli.train import make_optimizer
-
-    real = torch.optim.AdamW
-    asked = []
-
-    def adamw_without_fused(params, *args, fused=None, **kwargs):
-        asked.append(fused)
-        if fused:
-            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of supported devices")
-        return real(params, *args, **kwargs)
-
-    monkeypatch.setattr(torch.optim, "AdamW", adamw_without_fused)
-    cfg = TrainConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, embedding_lr=1e-2)
+    torch.manual_seed(0)
     model = GPT(GPTConfig.from_train_config(cfg))
     opt = make_optimizer(model, cfg, torch.device("cpu"))
-    assert asked == [True, None] and isinstance(opt, real) and not opt.defaults["fused"]
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    model(torch.randint(0, 50257, (2, 8)), torch.randint(0, 50257, (2, 8))).backward()
+    opt.step()
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     assert [g["name"] for g in opt.param_groups] == ["table", "matrices", "vectors"]
     assert opt.param_groups[0]["lr_scale"] == 1e-2 / cfg.learning_rate
-    before = model.wte.weight.detach().clone()
-    model(torch.zeros(1, 8, dtype=torch.long)).square().mean().backward()
-    opt.step()  # the default kernel steps the same groups
-    assert not torch.equal(model.wte.weight, before)
+    return opt, len(fused_calls), moved, set(before)
+
+
+def test_cpu_training_uses_the_fused_adamw_kernel(monkeypatch):
+    opt, fused_calls, moved, names = adamw_step_on_cpu(monkeypatch)
+    assert opt.defaults["fused"] is True
+    assert fused_calls > 0
+    assert moved == names  # every parameter had a gradient, so AdamW moved every one
+
+
+def test_adamw_falls_back_to_the_default_kernel_without_a_fused_one(monkeypatch):
+    real = torch.optim.AdamW
+
+    class AdamWWithoutFusedKernel(real):
+        """What an older torch does on a device its fused AdamW does not cover: refuse fused=True."""
+
+        def __init__(self, params, *args, fused=None, **kwargs):
+            if fused:
+                raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of "
+                                   "supported devices: ['cuda']")
+            super().__init__(params, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "AdamW", AdamWWithoutFusedKernel)
+    opt, fused_calls, moved, names = adamw_step_on_cpu(monkeypatch)
+    assert isinstance(opt, AdamWWithoutFusedKernel) and not opt.defaults["fused"]
+    assert fused_calls == 0
+    assert moved == names
