@@ -408,10 +408,10 @@ def plot_words(words: List[str] = typer.Argument(..., help="Tokens to place on t
 @handle_errors
 def plot_loss(run: Optional[str] = typer.Argument(None, help="Run (default: the newest)."), output: Path = OutOpt):
     """Training and validation loss against tokens seen."""
-    from .runs import find_run
     from .plots import plot_loss as draw
     from .queries import run_facts
     from .render import wrote
+    from .runs import find_run
 
     facts = run_facts(find_run(run))
     wrote(draw(facts.history, facts.loss_kind, output, facts.path.name), _out())

@@ -20,9 +20,9 @@ from typing import Callable, ContextManager
 
 import numpy as np
 
-from .runs import CONFIG, find_run, list_runs, list_snapshots, read_meta, runs_root
 from .errors import EmbcliError
 from .evaluate import AnalogyScore, PairScore
+from .runs import CONFIG, find_run, list_runs, list_snapshots, read_meta, runs_root
 from .space import EmbeddingSpace, Neighbor, Resolved
 
 # ---------------------------------------------------------------------------------------------
