@@ -260,8 +260,7 @@ def _resolve_all(space, words, exact, combine):
 
 
 def _describe(r) -> str:
-    ids = ", ".join(str(i) for i in r.ids)
-    return f"{r.text!r} → {' + '.join(r.pieces)} ({ids}; {r.how})"
+    return r.describe()
 
 
 def _excluded_note(space) -> str | None:
@@ -291,7 +290,7 @@ def show_neighbors(space, words, top, exact, combine, json_out, out=None):
     resolved = _resolve_all(space, words, exact, combine)
     results = [(r, space.most_similar([r], topn=top)) for r in resolved]
     if json_out:
-        print(json.dumps([{"query": r.text, "ids": r.ids, "how": r.how, "neighbors": [n.as_dict() for n in ns]}
+        print(json.dumps([{"query": r.text, "ids": r.ids, "how": r.how, "why": r.why, "neighbors": [n.as_dict() for n in ns]}
                           for r, ns in results], indent=2))
         return
     for r, ns in results:

@@ -26,8 +26,14 @@ class Resolved:
 
     text: str
     ids: list[int]
-    how: str  # "space-prefixed", "bare", "exact", "mean of N pieces", "id"
+    how: str  # the form taken: "space-prefixed", "bare", "capitalised", ..., "exact", "mean of N pieces", "id"
     pieces: list[str] = field(default_factory=list)
+    why: str = ""  # the evidence for that form: its training count and the other forms' counts
+
+    def describe(self) -> str:
+        """One line: "'.' → . (13; bare: seen 2,315 times in training, ␣. 23)"."""
+        ids = ", ".join(str(i) for i in self.ids)
+        return f"{self.text!r} → {' + '.join(self.pieces)} ({ids}; {self.how}{': ' + self.why if self.why else ''})"
 
     @property
     def single(self) -> bool:
@@ -144,24 +150,75 @@ class EmbeddingSpace:
     # -- words → ids ---------------------------------------------------------------------------
 
     def resolve(self, word: str, *, exact: bool = False, combine: str | None = None) -> Resolved:
-        """Map typed text to token ids.
+        """Map typed text to token ids, choosing among its forms by the run's training counts.
 
-        Default: " word" (space-prefixed, as GPT-2 sees it in running text) when that is one token,
-        else "word" when that is one token. ``exact`` uses the string as given. Text that is several
-        tokens is refused, unless ``combine="mean"`` averages its pieces' unit vectors.
+        GPT-2 has separate tokens for "cat" and " cat", "." and " .", " France" and " france"
+        (the last is no token at all). What a person types rarely says which one they mean, so the
+        evidence decides: among the single-token forms " word" and "word", the one that occurred
+        most in training is taken; when neither occurred, the capitalised forms (" Word", "Word",
+        " WORD", "WORD") join them, so ``france`` finds " France". Counts unknown (an imported
+        table): the forms are tried in that order. ``Resolved.how`` names the form taken,
+        ``Resolved.why`` says why. A typed leading space means exactly that form; ``exact`` uses
+        the string as given. Text that is several tokens is refused, unless ``combine="mean"``
+        averages its pieces' unit vectors.
         """
         if not word or not word.strip() and not exact:
             raise EmbcliError("empty word: give a word or token to look up")
-        candidates = [(word, "exact")] if exact else [(" " + word, "space-prefixed"), (word, "bare")]
-        if not exact and word.startswith(" "):
-            candidates = [(word, "space-prefixed")]
-        for text, how in candidates:
-            token_id = self.vocab.id_of(text.encode("utf-8"))
+        if exact or word.startswith(" "):
+            how = "exact" if exact else "space-prefixed"
+            token_id = self.vocab.id_of(word.encode("utf-8"))
             if token_id is not None:
                 return Resolved(word, [token_id], how, [self.vocab.show(token_id)])
+            return self._several_tokens(word, word, combine)
+        typed = [(" " + word, "space-prefixed"), (word, "bare")]
+        found = self._single_forms(typed)
+        if not any(self._seen(i) for _, _, i in found):
+            cased = []
+            for variant, name in ((word[:1].upper() + word[1:], "capitalised"), (word.upper(), "upper-case")):
+                if variant != word:
+                    cased += [(" " + variant, f"{name}, space-prefixed"), (variant, name)]
+            found = self._single_forms(typed + cased)
+        if not found:
+            return self._several_tokens(word, " " + word, combine)
+        best = found[0]
+        if self.counts is not None:
+            # the most frequent form; on a tie, the first (" word" before "word")
+            best = max(found, key=lambda f: (int(self.counts[f[2]]), -found.index(f)))
+        text, how, token_id = best
+        return Resolved(word, [token_id], how, [self.vocab.show(token_id)], self._why(word, best, found))
+
+    def _single_forms(self, forms: list[tuple[str, str]]) -> list[tuple[str, str, int]]:
+        """The forms that are one GPT-2 token, with their ids (no duplicates)."""
+        found, ids = [], set()
+        for text, how in forms:
+            token_id = self.vocab.id_of(text.encode("utf-8"))
+            if token_id is not None and token_id not in ids:
+                found.append((text, how, token_id))
+                ids.add(token_id)
+        return found
+
+    def _seen(self, token_id: int) -> bool:
+        """Did training see this token? (Unknown counts: every token counts as seen.)"""
+        return self.counts is None or int(self.counts[token_id]) > 0
+
+    def _why(self, word: str, best: tuple[str, str, int], found: list[tuple[str, str, int]]) -> str:
+        _, how, token_id = best
+        others = [f for f in found if f[2] != token_id]
+        if self.counts is None:
+            why = "training counts unknown" + ("; tried in order: " + ", ".join(
+                self.vocab.show(i) for _, _, i in found) if others else "")
+        else:
+            n = int(self.counts[token_id])
+            why = (f"seen {n:,} times in training" if n else "never seen in training") + "".join(
+                f"; {self.vocab.show(i)} {int(self.counts[i]):,} times" for _, _, i in others)
+        if "capital" in how or "upper" in how:
+            seen = "that training saw" if self.counts is not None else "of GPT-2's"
+            why = f"{word!r} as typed is no token {seen}; {why}"
+        return why
+
+    def _several_tokens(self, word: str, text: str, combine: str | None) -> Resolved:
         from .tokenizer import encode  # the BPE, only when a word is several tokens
 
-        text = candidates[0][0]
         ids = encode(text)
         pieces = [self.vocab.show(i) for i in ids]
         explained = " + ".join(f"{p!r}({i})" for p, i in zip(pieces, ids))
