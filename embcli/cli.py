@@ -698,7 +698,7 @@ def trace(word: str = typer.Argument(..., help="The word to follow through train
           min_count: int = MinCountOpt, json_out: bool = JsonOpt):
     """WORD's nearest neighbours at every snapshot, from step 0 (noise) to the end."""
     from .checkpoint import find_run, list_snapshots
-    from .space import EmbeddingSpace
+    from .space import EmbeddingSpace, Resolved
 
     run_dir = find_run(run)
     snaps = list_snapshots(run_dir)
@@ -708,7 +708,7 @@ def trace(word: str = typer.Argument(..., help="The word to follow through train
     final = EmbeddingSpace.from_run(run_dir, snaps[-1][0], min_count=min_count)
     target = final.resolve(word)
     others = [final.resolve(w) for w in with_] if with_ else \
-        [final.resolve(n.token.replace("␣", " "), exact=True) for n in final.most_similar([target], topn=3)]
+        [Resolved(n.token, [n.id], "id") for n in final.most_similar([target], topn=3)]  # by id: "\n" shows escaped
     for step_no, _ in snaps:
         space = EmbeddingSpace.from_run(run_dir, step_no, min_count=min_count, vocab=final.vocab)
         ns = space.most_similar([target], topn=top)

@@ -253,3 +253,74 @@ def test_heat_strip_on_a_colour_terminal(trained_run):
     show_row(EmbeddingSpace.from_run(trained_run), 3797, 3, False, out=colour)
     text = buffer.getvalue()
     assert "heat strip" in text and "\x1b[38;2;" in text  # 24-bit colour escapes, one per value
+
+
+# ----- words → tokens by evidence (the default corpus's counts) -------------------------------
+
+
+@pytest.fixture(scope="session")
+def default_counts(tmp_path_factory):
+    """How often each id occurs in the default corpus's training split (what a default run saves)."""
+    from embcli.data import CorpusSpec, prepare
+
+    return prepare(CorpusSpec(), cache_dir=tmp_path_factory.mktemp("default_corpus"), progress=False).counts()
+
+
+def test_words_take_their_most_frequent_form(table, default_counts):
+    space = EmbeddingSpace(table, default_counts)
+    period, comma, cat = space.resolve("."), space.resolve(","), space.resolve("cat")
+    assert period.ids == [13] and period.how == "bare"  # not " ." (764), rare in running text
+    assert "seen 2,315 times in training; ␣. 23 times" in period.why
+    assert comma.ids == [11] and comma.how == "bare"  # not " ," (837)
+    assert cat.ids == [CAT] and cat.how == "space-prefixed"  # " cat" 293 times, "cat" 231
+    assert space.resolve("The").ids == [464]  # "The" opens glosses' examples; " The" is rarer
+
+
+def test_a_word_never_seen_in_its_typed_case_takes_the_capitalised_form(table, default_counts):
+    space = EmbeddingSpace(table, default_counts)
+    france = space.resolve("france")  # " france" is two tokens; " France" is one, seen 285 times
+    assert france.ids == [4881] and france.how == "capitalised, space-prefixed"
+    assert "'france' as typed is no token that training saw" in france.why
+    assert "France(4881" not in france.describe() and "4881" in france.describe()
+    assert space.resolve("dna").ids == [7446] and space.resolve("dna").how == "upper-case, space-prefixed"
+    # the capitalised forms only join when the typed case was never seen: " apple" stays " apple"
+    assert space.resolve("apple").ids == [17180]
+
+
+def test_exact_and_a_typed_space_keep_the_literal_form(table, default_counts):
+    space = EmbeddingSpace(table, default_counts)
+    assert space.resolve(".", exact=True).ids == [13] and space.resolve(" .", exact=True).ids == [764]
+    assert space.resolve(" .").ids == [764] and space.resolve(" .").how == "space-prefixed"
+    assert space.resolve("cat", exact=True).ids == [9246]
+    with pytest.raises(EmbcliError, match="'france' is not one GPT-2 token"):
+        space.resolve("france", exact=True)
+
+
+def test_unknown_counts_try_the_forms_in_order(table):
+    space = EmbeddingSpace(table, None)  # an imported table: no evidence
+    assert space.resolve(".").ids == [764] and "training counts unknown" in space.resolve(".").why
+    assert space.resolve("france").ids == [4881]
+
+
+def test_every_verb_resolves_by_the_same_rule(trained_run, tmp_path):
+    """neighbors, analogy, similarity, inspect token, eval and the shell all go through resolve."""
+    from embcli.evaluate import _Vocabulary
+    from embcli.shell import run_shell
+    from rich.console import Console
+
+    space = EmbeddingSpace.from_run(trained_run)
+    # the tiny corpus has "." after a space only: " ." is its most frequent form there
+    assert space.count(764) > 0 and space.count(13) == 0
+    assert space.resolve(".").ids == [764]
+    out = run_cli(trained_run, "neighbors", ".", "--json")
+    assert out.exit_code == 0 and json.loads(out.stdout)[0]["ids"] == [764]
+    assert "never seen" not in json.loads(out.stdout)[0]["why"]
+    out = run_cli(trained_run, "inspect", "token", "the")
+    assert out.exit_code == 0 and "row 262" in out.stdout and "seen" in out.stdout
+    assert _Vocabulary(space)(".") == 764
+    out = run_cli(trained_run, "trace", ".", "--json")
+    assert out.exit_code == 0 and json.loads(out.stdout)["id"] == [764]
+    console = Console(file=__import__("io").StringIO(), width=200)
+    run_shell(space, 3, lines=["nn .", "token ."], out=console)
+    shown = console.file.getvalue()
+    assert shown.count("'.' → ␣. (764; space-prefixed: seen") == 2, shown
