@@ -302,11 +302,14 @@ def test_unknown_counts_try_the_forms_in_order(table):
     assert space.resolve("france").ids == [4881]
 
 
-def test_every_verb_resolves_by_the_same_rule(trained_run, tmp_path):
-    """neighbors, analogy, similarity, inspect token, eval and the shell all go through resolve."""
+def test_every_verb_resolves_by_the_same_rule(trained_run):
+    """neighbors, inspect token, trace, eval's word lookup and the shell all go through resolve."""
+    import io
+
+    from rich.console import Console
+
     from embcli.evaluate import _Vocabulary
     from embcli.shell import run_shell
-    from rich.console import Console
 
     space = EmbeddingSpace.from_run(trained_run)
     # the tiny corpus has "." after a space only: " ." is its most frequent form there
@@ -320,7 +323,7 @@ def test_every_verb_resolves_by_the_same_rule(trained_run, tmp_path):
     assert _Vocabulary(space)(".") == 764
     out = run_cli(trained_run, "trace", ".", "--json")
     assert out.exit_code == 0 and json.loads(out.stdout)["id"] == [764]
-    console = Console(file=__import__("io").StringIO(), width=200)
+    console = Console(file=io.StringIO(), width=200)
     run_shell(space, 3, lines=["nn .", "token ."], out=console)
     shown = console.file.getvalue()
     assert shown.count("'.' → ␣. (764; space-prefixed: seen") == 2, shown
