@@ -68,6 +68,15 @@ def load_table(path: Path) -> np.ndarray:
     return table
 
 
+# A bare form ("man", "ant", ".") is taken over the space-prefixed one (" man") only when training
+# saw it this many times as often: the bare count also counts every time the string ended a longer
+# word. Measured on the default run: the bare forms of "man" (1,062 vs 1,010), "green", "age",
+# "ant" (2,051 vs 353), "thus" and "hen" (5.3×) are word pieces whose neighbours are other pieces
+# ("s", "er", "ess"), while ".", ",", ":", ";" (100× and more) and sentence-opening "The" (29×)
+# are the forms running text uses. No WordSim353 or analogy word's bare form reaches 10×.
+BARE_MARGIN = 10
+
+
 class EmbeddingSpace:
     """A token-embedding table with its training counts, ready for similarity queries.
 
@@ -155,12 +164,15 @@ class EmbeddingSpace:
         GPT-2 has separate tokens for "cat" and " cat", "." and " .", " France" and " france"
         (the last is no token at all). What a person types rarely says which one they mean, so the
         evidence decides: among the single-token forms " word" and "word", the one that occurred
-        most in training is taken; when neither occurred, the capitalised forms (" Word", "Word",
-        " WORD", "WORD") join them, so ``france`` finds " France". Counts unknown (an imported
-        table): the forms are tried in that order. ``Resolved.how`` names the form taken,
-        ``Resolved.why`` says why. A typed leading space means exactly that form; ``exact`` uses
-        the string as given. Text that is several tokens is refused, unless ``combine="mean"``
-        averages its pieces' unit vectors.
+        more in training is taken — except that a bare form must have occurred ``BARE_MARGIN``
+        (10) times as often, because its count also counts every time it ends a longer word
+        ("man" in fisher|man, "ant" in pleas|ant). When no form in the typed case occurred, the
+        capitalised forms (" Word", "Word", " WORD", "WORD") join them, so ``france`` finds
+        " France". Counts unknown (an imported table): the forms are tried in that order.
+        ``Resolved.how`` names the form taken and ``Resolved.why`` gives the counts behind it.
+        A typed leading space means exactly that form; ``exact`` uses the string as given. Text
+        that is several tokens is refused, unless ``combine="mean"`` averages its pieces' unit
+        vectors.
         """
         if not word or not word.strip() and not exact:
             raise EmbcliError("empty word: give a word or token to look up")
@@ -182,8 +194,8 @@ class EmbeddingSpace:
             return self._several_tokens(word, " " + word, combine)
         best = found[0]
         if self.counts is not None:
-            # the most frequent form; on a tie, the first (" word" before "word")
-            best = max(found, key=lambda f: (int(self.counts[f[2]]), -found.index(f)))
+            # the most frequent form, a bare one's count worth 1/BARE_MARGIN; on a tie, the first
+            best = max(found, key=lambda f: (self._weight(f), -found.index(f)))
         text, how, token_id = best
         return Resolved(word, [token_id], how, [self.vocab.show(token_id)], self._why(word, best, found))
 
@@ -196,6 +208,11 @@ class EmbeddingSpace:
                 found.append((text, how, token_id))
                 ids.add(token_id)
         return found
+
+    def _weight(self, form: tuple[str, str, int]) -> float:
+        """A form's training count as evidence: a bare form's counts include the ends of longer words."""
+        n = int(self.counts[form[2]])
+        return n if form[0].startswith(" ") else n / BARE_MARGIN
 
     def _seen(self, token_id: int) -> bool:
         """Did training see this token? (Unknown counts: every token counts as seen.)"""
@@ -210,7 +227,10 @@ class EmbeddingSpace:
         else:
             n = int(self.counts[token_id])
             why = (f"seen {n:,} times in training" if n else "never seen in training") + "".join(
-                f"; {self.vocab.show(i)} {int(self.counts[i]):,} times" for _, _, i in others)
+                f"; {self.vocab.show(i)} {int(self.counts[i]):,} times"
+                + (f" (a bare form needs {BARE_MARGIN}× the count: it also ends longer words)"
+                   if not text.startswith(" ") and int(self.counts[i]) > n else "")
+                for text, _, i in others)
         if "capital" in how or "upper" in how:
             seen = "that training saw" if self.counts is not None else "of GPT-2's"
             why = f"{word!r} as typed is no token {seen}; {why}"

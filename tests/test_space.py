@@ -276,6 +276,16 @@ def test_words_take_their_most_frequent_form(table, default_counts):
     assert space.resolve("The").ids == [464]  # "The" opens glosses' examples; " The" is rarer
 
 
+def test_a_bare_form_needs_ten_times_the_count(table, default_counts):
+    """A bare form's count includes the ends of longer words (fisher|man), so it must win by 10×."""
+    space = EmbeddingSpace(table, default_counts)
+    man = space.resolve("man")  # " man" 1,010 times, "man" 1,062: still " man", so king − man + woman works
+    assert man.ids == [MAN] and man.how == "space-prefixed"
+    assert "man 1,062 times (a bare form needs 10× the count" in man.why
+    assert space.resolve("ant").ids == [1885]  # the insect, not the suffix ("ant" 2,051 vs " ant" 353)
+    assert space.resolve("ing").ids == [278]  # 2,580 vs 44: the suffix it is
+
+
 def test_a_word_never_seen_in_its_typed_case_takes_the_capitalised_form(table, default_counts):
     space = EmbeddingSpace(table, default_counts)
     france = space.resolve("france")  # " france" is two tokens; " France" is one, seen 285 times
