@@ -753,6 +753,56 @@ def shell(run: Optional[str] = RunOpt, step: Optional[int] = StepOpt, top: int =
     run_shell(_space(run, step, min_count), top)
 
 
+# ---------------------------------------------------------------------------------------------
+# predict and directions: the tied output layer speaks; concept directions (issue #12)
+# ---------------------------------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def predict(text: str = typer.Argument(..., help="The text whose next token the model predicts."),
+            top: int = typer.Option(10, "--top", "-k", min=1, help="How many next tokens."), run: Optional[str] = RunOpt,
+            explain: bool = typer.Option(False, "--explain", help="Show each logit as h · row of the table "
+                                         "(embeddings.npy), with the row's norm and its cosine with h."),
+            json_out: bool = JsonOpt):
+    """The trained model's next-token distribution after TEXT; its output layer is the token table."""
+    from .predict import predict as next_tokens
+    from .render_seed import render_prediction
+
+    result = next_tokens(text, run, top=top, explain=explain)
+    if json_out:
+        print(json.dumps(result.as_dict(), indent=2))
+        return
+    render_prediction(result, _out())
+
+
+@app.command()
+@handle_errors
+def directions(run: Optional[str] = RunOpt, step: Optional[int] = StepOpt,
+               pos: Optional[List[str]] = typer.Option(None, "--pos", help="Your own concept: words of one side "
+                                                       "(repeat --pos, or 'big,large,huge')."),
+               neg: Optional[List[str]] = typer.Option(None, "--neg", help="... and of the other side."),
+               min_count: int = MinCountOpt, block: int = typer.Option(64, "--block", min=1, help="Dimensions per block "
+                                                                       "when asking where a direction lives."),
+               top: int = typer.Option(8, "--top", "-k", min=1, help="Tokens shown at each end of a direction."),
+               json_out: bool = JsonOpt):
+    """Concept directions (living/non-living, big/small, positive/negative, formal/casual): held-out accuracy
+    against step 0, and whether each lives in a block of dimensions or all of them."""
+    from .directions import directions as probe_directions
+    from .directions import split_words
+
+    positive = split_words(pos) if pos is not None else None
+    negative = split_words(neg) if neg is not None else None
+    report = probe_directions(run, step, positive=positive, negative=negative, min_count=min_count, block=block,
+                              n_extremes=top)
+    if json_out:
+        print(json.dumps(report.as_dict(), indent=2))
+        return
+    from .render_seed import render_directions
+
+    render_directions(report, _out())
+
+
 def main() -> None:
     app(prog_name="embcli")
 
