@@ -24,8 +24,9 @@ def render_prediction(result: Prediction, out: Console) -> None:
               + "  ".join(f"[cyan]{p}[/]({i})" for p, i in zip(result.pieces, result.ids)))
     for note in result.notes:
         out.print(f"[yellow]note:[/] {note}")
-    table = Table(title=f"next token ({result.run}{step}; softmax over all {result.vocab_size:,} tokens)",
-                  title_justify="left")
+    out.print(f"the next token, by the model of {result.run}{step} (softmax over all {result.vocab_size:,} tokens):",
+              soft_wrap=True)
+    table = Table()
     for name, justify in (("#", "right"), ("id", "right"), ("token", "left"), ("probability", "right")):
         table.add_column(name, justify=justify)
     if result.explained:
@@ -52,8 +53,8 @@ def _pct(x: float) -> str:
 def render_directions(report: DirectionsReport, out: Console) -> None:
     """One summary table (is it a direction? where does it live?), then each direction's extremes."""
     step = f" at step {report.step:,}" if report.step is not None else ""
-    table = Table(title=f"concept directions in {report.run}{step} ({report.dim} dimensions)",
-                  title_justify="left")
+    out.print(f"concept directions in {report.run}{step} ({report.dim} dimensions):", soft_wrap=True)
+    table = Table()
     columns = [("concept", "left"), ("words", "right"), ("held-out acc.", "right"), ("shuffled ≤", "right"),
                ("step 0", "right"), ("counts alone", "right")]
     blocks = report.directions[0].placement.blocks if report.directions else []

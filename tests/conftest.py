@@ -90,3 +90,11 @@ def trained_run(tmp_path_factory):
         else:
             os.environ["EMBCLI_CACHE"] = old
     return result.run
+
+
+@pytest.fixture(scope="session")
+def default_counts(tmp_path_factory):
+    """How often each id occurs in the default corpus's training split (what a default run saves)."""
+    from embcli.data import CorpusSpec, prepare
+
+    return prepare(CorpusSpec(), cache_dir=tmp_path_factory.mktemp("default_corpus"), progress=False).counts()

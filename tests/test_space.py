@@ -258,14 +258,6 @@ def test_heat_strip_on_a_colour_terminal(trained_run):
 # ----- words → tokens by evidence (the default corpus's counts) -------------------------------
 
 
-@pytest.fixture(scope="session")
-def default_counts(tmp_path_factory):
-    """How often each id occurs in the default corpus's training split (what a default run saves)."""
-    from embcli.data import CorpusSpec, prepare
-
-    return prepare(CorpusSpec(), cache_dir=tmp_path_factory.mktemp("default_corpus"), progress=False).counts()
-
-
 def test_words_take_their_most_frequent_form(table, default_counts):
     space = EmbeddingSpace(table, default_counts)
     period, comma, cat = space.resolve("."), space.resolve(","), space.resolve("cat")
