@@ -99,6 +99,10 @@ StepOpt = typer.Option(None, "--step", help="Use the table snapshot at this step
 TopOpt = typer.Option(10, "--top", "-k", min=1, help="How many answers.")
 JsonOpt = typer.Option(False, "--json", help="Machine-readable output.")
 MinCountOpt = typer.Option(1, "--min-count", min=0, help="Leave out rows seen fewer times in training.")
+# Answers (neighbours, analogies, traces, the shell, plotted neighbours, the ends of a direction) leave
+# out rows seen fewer than 5 times: space.DEFAULT_MIN_COUNT, chosen by measurement (README, "--min-count").
+AnswerMinCountOpt = typer.Option(5, "--min-count", min=0, help="Leave out rows seen fewer times in training "
+                                 "(barely trained; 1 keeps every row training saw, 0 every row).")
 ExactOpt = typer.Option(False, "--exact", help="Use the text exactly as typed (no leading space added).")
 CombineOpt = typer.Option(None, "--combine", help="For words of several tokens: 'mean' averages the pieces.")
 
@@ -267,8 +271,11 @@ def _excluded_note(space) -> str | None:
     n = space.excluded_count()
     if not n:
         return None
-    seen = "never seen in training" if space.min_count == 1 else f"seen fewer than {space.min_count} times in training"
-    return f"{n:,} rows {seen} left out: they are still mostly their random start (--min-count 0 keeps them)"
+    if space.min_count == 1:
+        return f"{n:,} rows never seen in training left out: they are still their random start (--min-count 0 keeps them)"
+    unseen = int((space.counts == 0).sum())
+    return (f"{n:,} rows seen fewer than {space.min_count} times in training left out ({unseen:,} never seen, "
+            f"{n - unseen:,} barely trained; --min-count 1 keeps the rows training saw, 0 every row)")
 
 
 def _neighbor_table(title, neighbors):
@@ -303,7 +310,7 @@ def show_neighbors(space, words, top, exact, combine, json_out, out=None):
 @app.command()
 @handle_errors
 def neighbors(words: List[str] = typer.Argument(..., help="Words or tokens."), run: Optional[str] = RunOpt,
-              step: Optional[int] = StepOpt, top: int = TopOpt, min_count: int = MinCountOpt, exact: bool = ExactOpt,
+              step: Optional[int] = StepOpt, top: int = TopOpt, min_count: int = AnswerMinCountOpt, exact: bool = ExactOpt,
               combine: Optional[str] = CombineOpt, json_out: bool = JsonOpt):
     """Nearest neighbours by cosine similarity, like gensim's most_similar or fastText's nn."""
     show_neighbors(_space(run, step, min_count), words, top, exact, combine, json_out)
@@ -330,7 +337,7 @@ def show_analogy(space, a, b, c, top, method, exact, combine, json_out, out=None
 def analogy(a: str = typer.Argument(..., help="A, as in A − B + C (king)"), b: str = typer.Argument(..., help="B (man)"),
             c: str = typer.Argument(..., help="C (woman)"), run: Optional[str] = RunOpt, step: Optional[int] = StepOpt,
             top: int = TopOpt, method: str = typer.Option("add", "--method", help="add (3CosAdd) or mul (3CosMul)."),
-            min_count: int = MinCountOpt, exact: bool = ExactOpt, combine: Optional[str] = CombineOpt,
+            min_count: int = AnswerMinCountOpt, exact: bool = ExactOpt, combine: Optional[str] = CombineOpt,
             json_out: bool = JsonOpt):
     """A − B + C: 'king man woman' should give queen. Answers exclude A, B and C."""
     if method not in ("add", "mul"):
@@ -461,20 +468,21 @@ def show_row(space, token_id, top, json_out, how: str | None = None, out=None):
 @inspect_app.command("row", context_settings={"ignore_unknown_options": True})  # so "-1" reaches parse_row
 @handle_errors
 def inspect_row(row: str = typer.Argument(..., help="Row number = token id (3797 is ' cat')."), run: Optional[str] = RunOpt,
-                step: Optional[int] = StepOpt, top: int = TopOpt, json_out: bool = JsonOpt):
+                step: Optional[int] = StepOpt, top: int = TopOpt, min_count: int = AnswerMinCountOpt,
+                json_out: bool = JsonOpt):
     """One row of the table: its token, count, statistics, values and neighbours."""
     from .space import parse_row
 
     token_id = parse_row(row)
-    show_row(_space(run, step, 1), token_id, top, json_out)
+    show_row(_space(run, step, min_count), token_id, top, json_out)
 
 
 @inspect_app.command("token")
 @handle_errors
 def inspect_token(word: str, run: Optional[str] = RunOpt, step: Optional[int] = StepOpt, top: int = TopOpt,
-                  exact: bool = ExactOpt, json_out: bool = JsonOpt):
+                  min_count: int = AnswerMinCountOpt, exact: bool = ExactOpt, json_out: bool = JsonOpt):
     """The same as 'inspect row', by word."""
-    space = _space(run, step, 1)
+    space = _space(run, step, min_count)
     r = space.resolve(word, exact=exact)
     show_row(space, r.ids[0], top, json_out, how=_describe(r))
 
@@ -668,7 +676,7 @@ OutOpt = typer.Option(..., "--output", "-o", help="PNG file to write.")
 @handle_errors
 def plot_words(words: List[str] = typer.Argument(..., help="Tokens to place on the map."), output: Path = OutOpt,
                neighbors: int = typer.Option(0, "--neighbors", min=0, help="Add each word's K nearest neighbours."),
-               run: Optional[str] = RunOpt, step: Optional[int] = StepOpt, min_count: int = MinCountOpt,
+               run: Optional[str] = RunOpt, step: Optional[int] = StepOpt, min_count: int = AnswerMinCountOpt,
                exact: bool = ExactOpt):
     """A 2-D PCA map of chosen tokens (cat dog king queen man woman ...), labelled."""
     from .plots import plot_words as draw
@@ -695,7 +703,7 @@ def trace(word: str = typer.Argument(..., help="The word to follow through train
           top: int = typer.Option(5, "--top", "-k", min=1), with_: Optional[List[str]] = typer.Option(
               None, "--with", help="Words whose similarity to WORD the picture follows (default: final top 3)."),
           output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also draw a PNG."),
-          min_count: int = MinCountOpt, json_out: bool = JsonOpt):
+          min_count: int = AnswerMinCountOpt, json_out: bool = JsonOpt):
     """WORD's nearest neighbours at every snapshot, from step 0 (noise) to the end."""
     from .checkpoint import find_run, list_snapshots
     from .space import EmbeddingSpace, Resolved
@@ -746,7 +754,7 @@ def trace(word: str = typer.Argument(..., help="The word to follow through train
 
 @app.command()
 @handle_errors
-def shell(run: Optional[str] = RunOpt, step: Optional[int] = StepOpt, top: int = TopOpt, min_count: int = MinCountOpt):
+def shell(run: Optional[str] = RunOpt, step: Optional[int] = StepOpt, top: int = TopOpt, min_count: int = AnswerMinCountOpt):
     """An interactive prompt that keeps the table loaded (word2vec's distance, fastText's nn)."""
     from .shell import run_shell
 
@@ -782,7 +790,7 @@ def directions(run: Optional[str] = RunOpt, step: Optional[int] = StepOpt,
                pos: Optional[List[str]] = typer.Option(None, "--pos", help="Your own concept: words of one side "
                                                        "(repeat --pos, or 'big,large,huge')."),
                neg: Optional[List[str]] = typer.Option(None, "--neg", help="... and of the other side."),
-               min_count: int = MinCountOpt, block: int = typer.Option(64, "--block", min=1, help="Dimensions per block "
+               min_count: int = AnswerMinCountOpt, block: int = typer.Option(64, "--block", min=1, help="Dimensions per block "
                                                                        "when asking where a direction lives."),
                top: int = typer.Option(8, "--top", "-k", min=1, help="Tokens shown at each end of a direction."),
                json_out: bool = JsonOpt):

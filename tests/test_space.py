@@ -329,3 +329,24 @@ def test_every_verb_resolves_by_the_same_rule(trained_run):
     run_shell(space, 3, lines=["nn .", "token ."], out=console)
     shown = console.file.getvalue()
     assert shown.count("'.' → ␣. (764; space-prefixed: seen") == 2, shown
+
+
+def test_answers_leave_out_rows_seen_under_five_times_by_default(trained_run, tmp_path):
+    import shutil
+
+    from embcli.cli import AnswerMinCountOpt
+    from embcli.space import DEFAULT_MIN_COUNT
+
+    assert AnswerMinCountOpt.default == DEFAULT_MIN_COUNT == 5
+    run = tmp_path / "runs" / "rare"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("checkpoint*"))
+    nearest = EmbeddingSpace.from_run(run).most_similar([Resolved("cat", [CAT], "id")], topn=1)[0]
+    counts = np.load(run / "counts.npy")
+    counts[nearest.id] = 3  # pretend cat's nearest row was barely trained
+    np.save(run / "counts.npy", counts)
+    out = runner.invoke(app, ["neighbors", "cat", "--json", "--run", str(run)])
+    assert nearest.id not in [n["id"] for n in json.loads(out.stdout)[0]["neighbors"]]
+    out = runner.invoke(app, ["neighbors", "cat", "--json", "--min-count", "1", "--run", str(run)])
+    assert json.loads(out.stdout)[0]["neighbors"][0]["id"] == nearest.id
+    out = runner.invoke(app, ["neighbors", "cat", "--run", str(run)])
+    assert "seen fewer than 5 times in training left out" in out.stdout and "1 barely trained" in out.stdout
