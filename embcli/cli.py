@@ -274,8 +274,9 @@ def _excluded_note(space) -> str | None:
     if space.min_count == 1:
         return f"{n:,} rows never seen in training left out: they are still their random start (--min-count 0 keeps them)"
     unseen = int((space.counts == 0).sum())
-    return (f"{n:,} rows seen fewer than {space.min_count} times in training left out ({unseen:,} never seen, "
-            f"{n - unseen:,} barely trained; --min-count 1 keeps the rows training saw, 0 every row)")
+    seen = "once" if space.min_count == 2 else f"1–{space.min_count - 1} times"
+    return (f"{n:,} rows left out: {unseen:,} never seen in training, {n - unseen:,} seen {seen} and barely trained "
+            "(--min-count 1 keeps the rows training saw, 0 every row)")
 
 
 def _neighbor_table(title, neighbors):
@@ -301,7 +302,8 @@ def show_neighbors(space, words, top, exact, combine, json_out, out=None):
                           for r, ns in results], indent=2))
         return
     for r, ns in results:
-        out.print(_neighbor_table(_describe(r), ns))
+        out.print(_describe(r), soft_wrap=True)  # above the table: a title would wrap at its width
+        out.print(_neighbor_table(None, ns))
     note = _excluded_note(space)
     if note:
         out.print(f"[dim]{note}[/]")
@@ -729,13 +731,14 @@ def trace(word: str = typer.Argument(..., help="The word to follow through train
     else:
         from rich.table import Table
 
-        table = Table(title=f"{_describe(target)}: nearest neighbours over training", title_justify="left")
+        table = Table()
         table.add_column("step", justify="right")
         for k in range(top):
             table.add_column(f"#{k + 1}")
         for r in rows:
             table.add_row(f"{r['step']:,}", *[f"{n['token']} {n['similarity']:.2f}" for n in r["neighbors"]])
         out = _out()
+        out.print(f"{_describe(target)}: nearest neighbours over training", soft_wrap=True)
         out.print(table)
         out.print("cosine over training: " + "; ".join(f"{word}–{k}: " + " → ".join(f"{x:.2f}" for x in v)
                                                       for k, v in series.items()))
@@ -792,7 +795,7 @@ def directions(run: Optional[str] = RunOpt, step: Optional[int] = StepOpt,
                neg: Optional[List[str]] = typer.Option(None, "--neg", help="... and of the other side."),
                min_count: int = AnswerMinCountOpt, block: int = typer.Option(64, "--block", min=1, help="Dimensions per block "
                                                                        "when asking where a direction lives."),
-               top: int = typer.Option(8, "--top", "-k", min=1, help="Tokens shown at each end of a direction."),
+               top: int = typer.Option(6, "--top", "-k", min=1, help="Tokens shown at each end of a direction."),
                json_out: bool = JsonOpt):
     """Concept directions (living/non-living, big/small, positive/negative, formal/casual): held-out accuracy
     against step 0, and whether each lives in a block of dimensions or all of them."""

@@ -55,14 +55,14 @@ def render_directions(report: DirectionsReport, out: Console) -> None:
     step = f" at step {report.step:,}" if report.step is not None else ""
     out.print(f"concept directions in {report.run}{step} ({report.dim} dimensions):", soft_wrap=True)
     table = Table()
-    columns = [("concept", "left"), ("words", "right"), ("held-out acc.", "right"), ("shuffled ≤", "right"),
-               ("step 0", "right"), ("counts alone", "right")]
+    columns = [("concept", "left"), ("words", "right"), ("held-out", "right"), ("chance", "right"),
+               ("step 0", "right"), ("counts", "right")]
     blocks = report.directions[0].placement.blocks if report.directions else []
     block_size = report.directions[0].placement.block_size if report.directions else 64
     for name, justify in columns:
-        table.add_column(name, justify=justify)
+        table.add_column(name, justify=justify, no_wrap=name == "concept")
     for b in blocks:
-        table.add_column(f"dims {b.first}–{b.last}", justify="right")
+        table.add_column(f"{b.first}–{b.last}", justify="right")
     table.add_column("half in", justify="right")
     for d in report.directions:
         p = d.placement
@@ -78,21 +78,23 @@ def render_directions(report: DirectionsReport, out: Console) -> None:
     if report.directions:
         p = report.directions[0].placement
         b = p.blocks[0]
-        out.print(f"[dim]held-out: leave-one-out accuracy of the mean-difference direction (✓ above what 95% of "
-                  f"label shuffles reach); step 0: the same words in the untrained table; counts alone: the words' "
-                  f"training counts as the only feature. dims: the direction's share of squared weight per block "
-                  f"of {block_size}; a random direction holds {_pct(b.chance)} (95% between {_pct(b.low)} and "
-                  f"{_pct(b.high)}; * outside); half in: dimensions carrying half of it (a random direction: "
-                  f"{p.half_random}, 95% {p.half_random_low}–{p.half_random_high})[/]")
-    if report.directions:
+        out.print(f"[dim]held-out: leave-one-out accuracy of the mean-difference direction, ✓ when above chance "
+                  f"(what 95% of label shuffles stay under); step 0: the same words in the untrained table; counts: "
+                  f"the words' training counts as the only feature. {p.blocks[0].first}–{p.blocks[0].last} ...: the "
+                  f"direction's share of squared weight in each block of {block_size} dimensions; a random direction "
+                  f"holds {_pct(b.chance)} (95% between {_pct(b.low)} and {_pct(b.high)}; * outside); half in: the "
+                  f"dimensions carrying half of it (a random direction: {p.half_random}, 95% "
+                  f"{p.half_random_low}–{p.half_random_high})[/]")
         kept = "seen in training" if report.min_count <= 1 else f"seen ≥ {report.min_count} times"
         out.print(f"the tokens farthest along each direction (cosine; rows {kept}, the lists' own words left out):")
-    for d in report.directions:
-        out.print(f"[bold]{d.positive.label} ↔ {d.negative.label}[/]")
-        out.print(f"  most {d.positive.label}: " + "  ".join(f"{e.token} {e.cosine:+.2f}" for e in d.most_positive))
-        out.print(f"  most {d.negative.label}: " + "  ".join(f"{e.token} {e.cosine:+.2f}" for e in d.most_negative))
-        out.print("  top dimensions: " + ", ".join(f"{t.dim} ({t.weight:+.2f}, {_pct(t.share)})"
-                                                  for t in d.placement.top))
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True)
+        grid.add_column()
+        for d in report.directions:
+            grid.add_row(f"[bold]{d.positive.label}[/]", "  ".join(f"{e.token} {e.cosine:+.2f}" for e in d.most_positive))
+            grid.add_row(f"[bold]{d.negative.label}[/]", "  ".join(f"{e.token} {e.cosine:+.2f}" for e in d.most_negative))
+            grid.add_row("  top dims", ", ".join(f"{t.dim} ({t.weight:+.2f}, {_pct(t.share)})" for t in d.placement.top))
+        out.print(grid)
     for note in report.notes:
         out.print(f"[yellow]note:[/] {note}")
 

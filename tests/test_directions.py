@@ -123,7 +123,7 @@ def test_directions_command_with_your_own_words(trained_run):
     out = run_cli(trained_run, "directions", "--pos", "cat,dog,horse", "--pos", "cow sheep", "--neg",
                   "red,blue,green,yellow,black", "--block", "16")
     assert out.exit_code == 0, out.output
-    assert "--pos ↔ --neg" in out.stdout and "5+5" in out.stdout and "dims 16–31" in out.stdout
+    assert "--pos ↔ --neg" in out.stdout and "5+5" in out.stdout and "16–31" in out.stdout
     out = run_cli(trained_run, "directions", "--pos", "cat,dog,horse,cow", "--neg", "red,blue,green,yellow", "--json")
     data = json.loads(out.stdout)
     (d,) = data["directions"]

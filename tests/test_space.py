@@ -349,4 +349,4 @@ def test_answers_leave_out_rows_seen_under_five_times_by_default(trained_run, tm
     out = runner.invoke(app, ["neighbors", "cat", "--json", "--min-count", "1", "--run", str(run)])
     assert json.loads(out.stdout)[0]["neighbors"][0]["id"] == nearest.id
     out = runner.invoke(app, ["neighbors", "cat", "--run", str(run)])
-    assert "seen fewer than 5 times in training left out" in out.stdout and "1 barely trained" in out.stdout
+    assert "rows left out: " in out.stdout and "never seen in training, 1 seen 1–4 times and barely trained" in out.stdout
