@@ -795,7 +795,7 @@ def directions(run: Optional[str] = RunOpt, step: Optional[int] = StepOpt,
                neg: Optional[List[str]] = typer.Option(None, "--neg", help="... and of the other side."),
                min_count: int = AnswerMinCountOpt, block: int = typer.Option(64, "--block", min=1, help="Dimensions per block "
                                                                        "when asking where a direction lives."),
-               top: int = typer.Option(6, "--top", "-k", min=1, help="Tokens shown at each end of a direction."),
+               top: int = typer.Option(5, "--top", "-k", min=1, help="Tokens shown at each end of a direction."),
                json_out: bool = JsonOpt):
     """Concept directions (living/non-living, big/small, positive/negative, formal/casual): held-out accuracy
     against step 0, and whether each lives in a block of dimensions or all of them."""

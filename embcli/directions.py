@@ -275,7 +275,7 @@ def extremes(space: EmbeddingSpace, unit: np.ndarray, exclude: set[int], n: int)
 
 
 def probe(space: EmbeddingSpace, concept: Concept, *, control: EmbeddingSpace | None = None, strict: bool = False,
-          block: int = 64, n_extremes: int = 6) -> Direction | None:
+          block: int = 64, n_extremes: int = 5) -> Direction | None:
     """Measure one concept in ``space`` (None when a built-in list has under 2 usable words a side)."""
     pos = pole(space, concept.positive, concept.positive_words, strict=strict)
     neg = pole(space, concept.negative, concept.negative_words, strict=strict)
@@ -307,7 +307,7 @@ def probe(space: EmbeddingSpace, concept: Concept, *, control: EmbeddingSpace | 
 
 
 def directions(run: str | Path | None = None, step: int | None = None, *, positive: list[str] | None = None,
-               negative: list[str] | None = None, min_count: int = 1, block: int = 64, n_extremes: int = 6,
+               negative: list[str] | None = None, min_count: int = 1, block: int = 64, n_extremes: int = 5,
                root: Path | None = None) -> DirectionsReport:
     """Probe the built-in concepts (or one made of ``positive``/``negative`` words) in a run's table.
 

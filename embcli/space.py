@@ -175,7 +175,7 @@ class EmbeddingSpace:
         evidence decides: among the single-token forms " word" and "word", the one that occurred
         more in training is taken — except that a bare form must have occurred ``BARE_MARGIN``
         (10) times as often, because its count also counts every time it ends a longer word
-        ("man" in fisher|man, "ant" in pleas|ant). When no form in the typed case occurred, the
+        ("man" in states|man, "ant" in inhabit|ant). When no form in the typed case occurred, the
         capitalised forms (" Word", "Word", " WORD", "WORD") join them, so ``france`` finds
         " France". Counts unknown (an imported table): the forms are tried in that order.
         ``Resolved.how`` names the form taken and ``Resolved.why`` gives the counts behind it.
@@ -189,7 +189,8 @@ class EmbeddingSpace:
             how = "exact" if exact else "space-prefixed"
             token_id = self.vocab.id_of(word.encode("utf-8"))
             if token_id is not None:
-                return Resolved(word, [token_id], how, [self.vocab.show(token_id)])
+                why = "" if self.counts is None else self._why(word, (word, how, token_id), [])
+                return Resolved(word, [token_id], how, [self.vocab.show(token_id)], why)
             return self._several_tokens(word, word, combine)
         typed = [(" " + word, "space-prefixed"), (word, "bare")]
         found = self._single_forms(typed)

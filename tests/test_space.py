@@ -269,7 +269,7 @@ def test_words_take_their_most_frequent_form(table, default_counts):
 
 
 def test_a_bare_form_needs_ten_times_the_count(table, default_counts):
-    """A bare form's count includes the ends of longer words (fisher|man), so it must win by 10×."""
+    """A bare form's count includes the ends of longer words (states|man), so it must win by 10×."""
     space = EmbeddingSpace(table, default_counts)
     man = space.resolve("man")  # " man" 1,010 times, "man" 1,062: still " man", so king − man + woman works
     assert man.ids == [MAN] and man.how == "space-prefixed"
