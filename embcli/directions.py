@@ -334,6 +334,9 @@ def directions(run: str | Path | None = None, step: int | None = None, *, positi
         if d is None:
             notes.append(f"{concept.name}: fewer than 2 of its words on a side are tokens this run saw; left out")
             continue
+        if min(len(d.positive.ids), len(d.negative.ids)) < 10:
+            notes.append(f"{concept.name}: under 10 words a side, so a held-out accuracy moves a lot with each "
+                         "word (leaving one out also pulls its side's mean away from it); the chance column says how much")
         for p in (d.positive, d.negative):
             if p.missing:
                 notes.append(f"{concept.name}, {p.label}: left out {', '.join(p.missing)}")
