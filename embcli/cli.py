@@ -107,6 +107,12 @@ StepOpt = typer.Option(None, "--step", help="Use the table snapshot at this step
 TopOpt = typer.Option(10, "--top", "-k", min=1, help="How many answers.")
 JsonOpt = typer.Option(False, "--json", help="Machine-readable output.")
 MinCountOpt = typer.Option(1, "--min-count", min=0, help="Leave out rows seen fewer times in training.")
+# Answers (neighbours, analogies, rows, traces, the shell, plotted neighbours, the ends of a direction)
+# leave out rows seen fewer than 5 times: space.DEFAULT_MIN_COUNT, chosen by measurement (README,
+# "--min-count"); a test holds the two equal. eval and export keep 1: their figures and files cover
+# every row training saw.
+AnswerMinCountOpt = typer.Option(5, "--min-count", min=0, help="Leave out rows seen fewer times in training "
+                                 "(barely trained; 1 keeps every row training saw, 0 every row).")
 ExactOpt = typer.Option(False, "--exact", help="Use the text exactly as typed (no leading space added).")
 CombineOpt = typer.Option(None, "--combine", help="For words of several tokens: 'mean' averages the pieces.")
 
@@ -228,8 +234,8 @@ def _space(run, step, min_count):
 @app.command()
 @handle_errors
 def neighbors(words: List[str] = typer.Argument(..., help="Words or tokens."), run: Optional[str] = RunOpt,
-              step: Optional[int] = StepOpt, top: int = TopOpt, min_count: int = MinCountOpt, exact: bool = ExactOpt,
-              combine: Optional[str] = CombineOpt, json_out: bool = JsonOpt):
+              step: Optional[int] = StepOpt, top: int = TopOpt, min_count: int = AnswerMinCountOpt,
+              exact: bool = ExactOpt, combine: Optional[str] = CombineOpt, json_out: bool = JsonOpt):
     """Nearest neighbours by cosine similarity, like gensim's most_similar or fastText's nn."""
     from . import queries
 
@@ -241,7 +247,7 @@ def neighbors(words: List[str] = typer.Argument(..., help="Words or tokens."), r
 def analogy(a: str = typer.Argument(..., help="A, as in A − B + C (king)"), b: str = typer.Argument(..., help="B (man)"),
             c: str = typer.Argument(..., help="C (woman)"), run: Optional[str] = RunOpt, step: Optional[int] = StepOpt,
             top: int = TopOpt, method: str = typer.Option("add", "--method", help="add (3CosAdd) or mul (3CosMul)."),
-            min_count: int = MinCountOpt, exact: bool = ExactOpt, combine: Optional[str] = CombineOpt,
+            min_count: int = AnswerMinCountOpt, exact: bool = ExactOpt, combine: Optional[str] = CombineOpt,
             json_out: bool = JsonOpt):
     """A − B + C: 'king man woman' should give queen. Answers exclude A, B and C."""
     from . import queries
@@ -290,23 +296,24 @@ def tokenize(text: str = typer.Argument(..., help="Text to split into GPT-2 toke
 @inspect_app.command("row", context_settings={"ignore_unknown_options": True})  # so "-1" reaches parse_row
 @handle_errors
 def inspect_row(row: str = typer.Argument(..., help="Row number = token id (3797 is ' cat')."), run: Optional[str] = RunOpt,
-                step: Optional[int] = StepOpt, top: int = TopOpt, json_out: bool = JsonOpt):
+                step: Optional[int] = StepOpt, top: int = TopOpt, min_count: int = AnswerMinCountOpt,
+                json_out: bool = JsonOpt):
     """One row of the table: its token, count, statistics, values and neighbours."""
     from . import queries
     from .space import parse_row
 
     token_id = parse_row(row)
-    _show(queries.inspect_row(_space(run, step, 1), token_id, top), json_out)
+    _show(queries.inspect_row(_space(run, step, min_count), token_id, top), json_out)
 
 
 @inspect_app.command("token")
 @handle_errors
 def inspect_token(word: str, run: Optional[str] = RunOpt, step: Optional[int] = StepOpt, top: int = TopOpt,
-                  exact: bool = ExactOpt, json_out: bool = JsonOpt):
+                  min_count: int = AnswerMinCountOpt, exact: bool = ExactOpt, json_out: bool = JsonOpt):
     """The same as 'inspect row', by word."""
     from . import queries
 
-    _show(queries.inspect_token(_space(run, step, 1), word, top, exact=exact), json_out)
+    _show(queries.inspect_token(_space(run, step, min_count), word, top, exact=exact), json_out)
 
 
 @inspect_app.command("table")
@@ -393,7 +400,7 @@ OutOpt = typer.Option(..., "--output", "-o", help="PNG file to write.")
 @handle_errors
 def plot_words(words: List[str] = typer.Argument(..., help="Tokens to place on the map."), output: Path = OutOpt,
                neighbors: int = typer.Option(0, "--neighbors", min=0, help="Add each word's K nearest neighbours."),
-               run: Optional[str] = RunOpt, step: Optional[int] = StepOpt, min_count: int = MinCountOpt,
+               run: Optional[str] = RunOpt, step: Optional[int] = StepOpt, min_count: int = AnswerMinCountOpt,
                exact: bool = ExactOpt):
     """A 2-D PCA map of chosen tokens (cat dog king queen man woman ...), labelled."""
     from .plots import plot_words as draw
@@ -423,7 +430,7 @@ def trace(word: str = typer.Argument(..., help="The word to follow through train
           top: int = typer.Option(5, "--top", "-k", min=1), with_: Optional[List[str]] = typer.Option(
               None, "--with", help="Words whose similarity to WORD the picture follows (default: final top 3)."),
           output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also draw a PNG."),
-          min_count: int = MinCountOpt, json_out: bool = JsonOpt):
+          min_count: int = AnswerMinCountOpt, json_out: bool = JsonOpt):
     """WORD's nearest neighbours at every snapshot, from step 0 (noise) to the end."""
     from . import queries
 
@@ -445,7 +452,8 @@ def trace(word: str = typer.Argument(..., help="The word to follow through train
 
 @app.command()
 @handle_errors
-def shell(run: Optional[str] = RunOpt, step: Optional[int] = StepOpt, top: int = TopOpt, min_count: int = MinCountOpt):
+def shell(run: Optional[str] = RunOpt, step: Optional[int] = StepOpt, top: int = TopOpt,
+          min_count: int = AnswerMinCountOpt):
     """An interactive prompt that keeps the table loaded (word2vec's distance, fastText's nn)."""
     from .shell import run_shell
 

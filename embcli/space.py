@@ -26,8 +26,14 @@ class Resolved:
 
     text: str
     ids: list[int]
-    how: str  # "space-prefixed", "bare", "exact", "mean of N pieces", "id"
+    how: str  # the form taken: "space-prefixed", "bare", "capitalised", ..., "exact", "mean of N pieces", "id"
     pieces: list[str] = field(default_factory=list)
+    why: str = ""  # the evidence for that form: its training count and the other forms' counts
+
+    def describe(self) -> str:
+        """One line: "'.' → . (13; bare: seen 2,315 times in training, ␣. 23)"."""
+        ids = ", ".join(str(i) for i in self.ids)
+        return f"{self.text!r} → {' + '.join(self.pieces)} ({ids}; {self.how}{': ' + self.why if self.why else ''})"
 
     @property
     def single(self) -> bool:
@@ -70,6 +76,24 @@ def load_table(path: Path) -> np.ndarray:
     if table.shape[0] != N_VOCAB:
         raise EmbcliError(f"{path} has {table.shape[0]} rows but the GPT-2 tokenizer has {N_VOCAB} ids")
     return table
+
+
+# A bare form ("man", "ant", ".") is taken over the space-prefixed one (" man") only when training
+# saw it this many times as often: the bare count also counts every time the string ended a longer
+# word. Measured on the default run: the bare forms of "man" (1,062 vs 1,010), "green", "age",
+# "ant" (2,051 vs 353), "thus" and "hen" (5.3×) are word pieces whose neighbours are other pieces
+# ("s", "er", "ess"), while ".", ",", ":", ";" (100× and more) and sentence-opening "The" (29×)
+# are the forms running text uses. No WordSim353 or analogy word's bare form reaches 10×.
+BARE_MARGIN = 10
+
+# The command line's default --min-count for answers: rows seen fewer than 5 times are left out of
+# neighbours, analogies and the ends of directions. Measured on the default run (README, section
+# "--min-count"): at 1, 9 of the 100 top-10 neighbours of ten everyday words are rows seen under 10 times
+# (", " → "␣baseless" seen once, "␣populace" once), 5 removes 7 of them; accuracy on a fixed set of
+# analogy questions is the same at 1, 5 and 10 (and for word2vec on the same tokens); word2vec's and
+# fastText's own default is 5. The library's EmbeddingSpace keeps 1 (every row training saw); `eval`
+# and `export` keep 1, so their figures and files cover every row training saw.
+DEFAULT_MIN_COUNT = 5
 
 
 class EmbeddingSpace:
@@ -154,24 +178,87 @@ class EmbeddingSpace:
     # -- words → ids ---------------------------------------------------------------------------
 
     def resolve(self, word: str, *, exact: bool = False, combine: str | None = None) -> Resolved:
-        """Map typed text to token ids.
+        """Map typed text to token ids, choosing among its forms by the run's training counts.
 
-        Default: " word" (space-prefixed, as GPT-2 sees it in running text) when that is one token,
-        else "word" when that is one token. ``exact`` uses the string as given. Text that is several
-        tokens is refused, unless ``combine="mean"`` averages its pieces' unit vectors.
+        GPT-2 has separate tokens for "cat" and " cat", "." and " .", " France" and " france"
+        (the last is no token at all). What a person types rarely says which one they mean, so the
+        evidence decides: among the single-token forms " word" and "word", the one that occurred
+        more in training is taken — except that a bare form must have occurred ``BARE_MARGIN``
+        (10) times as often, because its count also counts every time it ends a longer word
+        ("man" in states|man, "ant" in inhabit|ant). When no form in the typed case occurred, the
+        capitalised forms (" Word", "Word", " WORD", "WORD") join them, so ``france`` finds
+        " France". Counts unknown (an imported table): the forms are tried in that order.
+        ``Resolved.how`` names the form taken and ``Resolved.why`` gives the counts behind it.
+        A typed leading space means exactly that form; ``exact`` uses the string as given. Text
+        that is several tokens is refused, unless ``combine="mean"`` averages its pieces' unit
+        vectors.
         """
         if not word or not word.strip() and not exact:
             raise EmbcliError("empty word: give a word or token to look up")
-        candidates = [(word, "exact")] if exact else [(" " + word, "space-prefixed"), (word, "bare")]
-        if not exact and word.startswith(" "):
-            candidates = [(word, "space-prefixed")]
-        for text, how in candidates:
-            token_id = self.vocab.id_of(text.encode("utf-8"))
+        if exact or word.startswith(" "):
+            how = "exact" if exact else "space-prefixed"
+            token_id = self.vocab.id_of(word.encode("utf-8"))
             if token_id is not None:
-                return Resolved(word, [token_id], how, [self.vocab.show(token_id)])
+                why = "" if self.counts is None else self._why(word, (word, how, token_id), [])
+                return Resolved(word, [token_id], how, [self.vocab.show(token_id)], why)
+            return self._several_tokens(word, word, combine)
+        typed = [(" " + word, "space-prefixed"), (word, "bare")]
+        found = self._single_forms(typed)
+        if not any(self._seen(i) for _, _, i in found):
+            cased = []
+            for variant, name in ((word[:1].upper() + word[1:], "capitalised"), (word.upper(), "upper-case")):
+                if variant != word:
+                    cased += [(" " + variant, f"{name}, space-prefixed"), (variant, name)]
+            found = self._single_forms(typed + cased)
+        if not found:
+            return self._several_tokens(word, " " + word, combine)
+        best = found[0]
+        if self.counts is not None:
+            # the most frequent form, a bare one's count worth 1/BARE_MARGIN; on a tie, the first
+            best = max(found, key=lambda f: (self._weight(f), -found.index(f)))
+        text, how, token_id = best
+        return Resolved(word, [token_id], how, [self.vocab.show(token_id)], self._why(word, best, found))
+
+    def _single_forms(self, forms: list[tuple[str, str]]) -> list[tuple[str, str, int]]:
+        """The forms that are one GPT-2 token, with their ids (no duplicates)."""
+        found, ids = [], set()
+        for text, how in forms:
+            token_id = self.vocab.id_of(text.encode("utf-8"))
+            if token_id is not None and token_id not in ids:
+                found.append((text, how, token_id))
+                ids.add(token_id)
+        return found
+
+    def _weight(self, form: tuple[str, str, int]) -> float:
+        """A form's training count as evidence: a bare form's counts include the ends of longer words."""
+        n = int(self.counts[form[2]])
+        return n if form[0].startswith(" ") else n / BARE_MARGIN
+
+    def _seen(self, token_id: int) -> bool:
+        """Did training see this token? (Unknown counts: every token counts as seen.)"""
+        return self.counts is None or int(self.counts[token_id]) > 0
+
+    def _why(self, word: str, best: tuple[str, str, int], found: list[tuple[str, str, int]]) -> str:
+        _, how, token_id = best
+        others = [f for f in found if f[2] != token_id]
+        if self.counts is None:
+            why = "training counts unknown" + ("; tried in order: " + ", ".join(
+                self.vocab.show(i) for _, _, i in found) if others else "")
+        else:
+            n = int(self.counts[token_id])
+            why = (f"seen {n:,} times in training" if n else "never seen in training") + "".join(
+                f"; {self.vocab.show(i)} {int(self.counts[i]):,} times"
+                + (f" (a bare form needs {BARE_MARGIN}× the count: it also ends longer words)"
+                   if not text.startswith(" ") and int(self.counts[i]) > n else "")
+                for text, _, i in others)
+        if "capital" in how or "upper" in how:
+            seen = "that training saw" if self.counts is not None else "of GPT-2's"
+            why = f"{word!r} as typed is no token {seen}; {why}"
+        return why
+
+    def _several_tokens(self, word: str, text: str, combine: str | None) -> Resolved:
         from .tokenizer import encode  # the BPE, only when a word is several tokens
 
-        text = candidates[0][0]
         ids = encode(text)
         pieces = [self.vocab.show(i) for i in ids]
         explained = " + ".join(f"{p!r}({i})" for p, i in zip(pieces, ids))
@@ -301,5 +388,5 @@ def parse_row(text: str) -> int:
     return value
 
 
-__all__ = ["ANALOGY_METHODS", "EmbeddingSpace", "Neighbor", "Resolved", "check_analogy_method", "load_table",
-           "parse_row"]
+__all__ = ["ANALOGY_METHODS", "BARE_MARGIN", "DEFAULT_MIN_COUNT", "EmbeddingSpace", "Neighbor", "Resolved",
+           "check_analogy_method", "load_table", "parse_row"]

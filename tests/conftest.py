@@ -141,3 +141,11 @@ def copy_of_trained_run(_trained_run, tmp_path):
         return Path(shutil.copytree(_trained_run, tmp_path / "runs" / name))
 
     return copy
+
+
+@pytest.fixture(scope="session")
+def default_counts(tmp_path_factory):
+    """How often each id occurs in the default corpus's training split (what a default run saves)."""
+    from embcli.data import CorpusSpec, prepare
+
+    return prepare(CorpusSpec(), cache_dir=tmp_path_factory.mktemp("default_corpus"), progress=False).counts()

@@ -311,3 +311,100 @@ def test_heat_strip_on_a_colour_terminal(trained_run):
     render.show(queries.inspect_row(EmbeddingSpace.from_run(trained_run), 3797, 3), colour)
     text = buffer.getvalue()
     assert "heat strip" in text and "\x1b[38;2;" in text  # 24-bit colour escapes, one per value
+
+
+# ----- words → tokens by evidence (the default corpus's counts) -------------------------------
+
+
+def test_words_take_their_most_frequent_form(table, default_counts):
+    space = EmbeddingSpace(table, default_counts)
+    period, comma, cat = space.resolve("."), space.resolve(","), space.resolve("cat")
+    assert period.ids == [13] and period.how == "bare"  # not " ." (764), rare in running text
+    assert "seen 2,315 times in training; ␣. 23 times" in period.why
+    assert comma.ids == [11] and comma.how == "bare"  # not " ," (837)
+    assert cat.ids == [CAT] and cat.how == "space-prefixed"  # " cat" 293 times, "cat" 231
+    assert space.resolve("The").ids == [464]  # "The" opens glosses' examples; " The" is rarer
+
+
+def test_a_bare_form_needs_ten_times_the_count(table, default_counts):
+    """A bare form's count includes the ends of longer words (states|man), so it must win by 10×."""
+    space = EmbeddingSpace(table, default_counts)
+    man = space.resolve("man")  # " man" 1,010 times, "man" 1,062: still " man", so king − man + woman works
+    assert man.ids == [MAN] and man.how == "space-prefixed"
+    assert "man 1,062 times (a bare form needs 10× the count" in man.why
+    assert space.resolve("ant").ids == [1885]  # the insect, not the suffix ("ant" 2,051 vs " ant" 353)
+    assert space.resolve("ing").ids == [278]  # 2,580 vs 44: the suffix it is
+
+
+def test_a_word_never_seen_in_its_typed_case_takes_the_capitalised_form(table, default_counts):
+    space = EmbeddingSpace(table, default_counts)
+    france = space.resolve("france")  # " france" is two tokens; " France" is one, seen 285 times
+    assert france.ids == [4881] and france.how == "capitalised, space-prefixed"
+    assert "'france' as typed is no token that training saw" in france.why
+    assert "France(4881" not in france.describe() and "4881" in france.describe()
+    assert space.resolve("dna").ids == [7446] and space.resolve("dna").how == "upper-case, space-prefixed"
+    # the capitalised forms only join when the typed case was never seen: " apple" stays " apple"
+    assert space.resolve("apple").ids == [17180]
+
+
+def test_exact_and_a_typed_space_keep_the_literal_form(table, default_counts):
+    space = EmbeddingSpace(table, default_counts)
+    assert space.resolve(".", exact=True).ids == [13] and space.resolve(" .", exact=True).ids == [764]
+    assert space.resolve(" .").ids == [764] and space.resolve(" .").how == "space-prefixed"
+    assert space.resolve("cat", exact=True).ids == [9246]
+    with pytest.raises(EmbcliError, match="'france' is not one GPT-2 token"):
+        space.resolve("france", exact=True)
+
+
+def test_unknown_counts_try_the_forms_in_order(table):
+    space = EmbeddingSpace(table, None)  # an imported table: no evidence
+    assert space.resolve(".").ids == [764] and "training counts unknown" in space.resolve(".").why
+    assert space.resolve("france").ids == [4881]
+
+
+def test_every_verb_resolves_by_the_same_rule(trained_run):
+    """neighbors, inspect token, trace, eval's word lookup and the shell all go through resolve."""
+    import io
+
+    from rich.console import Console
+
+    from embcli.evaluate import _Vocabulary
+    from embcli.shell import run_shell
+
+    space = EmbeddingSpace.from_run(trained_run)
+    # the tiny corpus has "." after a space only: " ." is its most frequent form there
+    assert space.count(764) > 0 and space.count(13) == 0
+    assert space.resolve(".").ids == [764]
+    out = run_cli(trained_run, "neighbors", ".", "--json")
+    assert out.exit_code == 0 and json.loads(out.stdout)[0]["ids"] == [764]
+    assert "never seen" not in json.loads(out.stdout)[0]["why"]
+    out = run_cli(trained_run, "inspect", "token", "the")
+    assert out.exit_code == 0 and "row 262" in out.stdout and "seen" in out.stdout
+    assert _Vocabulary(space)(".") == 764
+    out = run_cli(trained_run, "trace", ".", "--json")
+    assert out.exit_code == 0 and json.loads(out.stdout)["id"] == [764]
+    console = Console(file=io.StringIO(), width=200)
+    run_shell(space, 3, lines=["nn .", "token ."], out=console)
+    shown = console.file.getvalue()
+    assert shown.count("'.' → ␣. (764; space-prefixed: seen") == 2, shown
+
+
+def test_answers_leave_out_rows_seen_under_five_times_by_default(trained_run, tmp_path):
+    import shutil
+
+    from embcli.cli import AnswerMinCountOpt
+    from embcli.space import DEFAULT_MIN_COUNT
+
+    assert AnswerMinCountOpt.default == DEFAULT_MIN_COUNT == 5
+    run = tmp_path / "runs" / "rare"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("checkpoint*"))
+    nearest = EmbeddingSpace.from_run(run).most_similar([Resolved("cat", [CAT], "id")], topn=1)[0]
+    counts = np.load(run / "counts.npy")
+    counts[nearest.id] = 3  # pretend cat's nearest row was barely trained
+    np.save(run / "counts.npy", counts)
+    out = runner.invoke(app, ["neighbors", "cat", "--json", "--run", str(run)])
+    assert nearest.id not in [n["id"] for n in json.loads(out.stdout)[0]["neighbors"]]
+    out = runner.invoke(app, ["neighbors", "cat", "--json", "--min-count", "1", "--run", str(run)])
+    assert json.loads(out.stdout)[0]["neighbors"][0]["id"] == nearest.id
+    out = runner.invoke(app, ["neighbors", "cat", "--run", str(run)])
+    assert "rows left out: " in out.stdout and "never seen in training, 1 seen 1–4 times and barely trained" in out.stdout
