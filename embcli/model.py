@@ -123,12 +123,11 @@ class GPT(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())  # parameters() yields a shared one once
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, loss_fn: LossFn = cross_entropy):
-        """Logits (B, T, vocab) when ``targets`` is None, else the mean next-token loss.
+    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        """The final hidden states h (B, T, C), after the last LayerNorm: what the output layer scores.
 
-        The loss is ``loss_fn(h, W, targets)`` over all B·T positions, W being the table: which
-        loss is the trainer's choice (losses.py). The default, plain cross-entropy, holds every
-        logit; training passes the fused one, which never does.
+        Token t's logit at a position is h · wte.weight[t], nothing more (no bias, no other
+        matrix); ``embcli predict --explain`` recomputes it from h and the saved table.
         """
         B, T = idx.shape
         if T > self.config.block_size:
@@ -137,7 +136,16 @@ class GPT(nn.Module):
         x = self.drop(self.wte(idx) + self.wpe(pos))
         for block in self.blocks:
             x = block(x)
-        h = self.ln_f(x)
+        return self.ln_f(x)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, loss_fn: LossFn = cross_entropy):
+        """Logits (B, T, vocab) when ``targets`` is None, else the mean next-token loss.
+
+        The loss is ``loss_fn(h, W, targets)`` over all B·T positions, W being the table: which
+        loss is the trainer's choice (losses.py). The default, plain cross-entropy, holds every
+        logit; training passes the fused one, which never does.
+        """
+        h = self.hidden(idx)
         if targets is None:
             return h @ self.wte.weight.t()  # the output layer is the table
         return loss_fn(h.reshape(-1, h.size(-1)), self.wte.weight, targets.reshape(-1))

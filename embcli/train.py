@@ -234,6 +234,30 @@ def describe_model(model: GPT) -> dict:
     return model_info(model.num_parameters(), model.config.vocab_size, model.config.n_embd, tied=True)
 
 
+def load_model(run: Path) -> tuple[GPT, int | None]:
+    """A run's trained GPT for inference, and the step its weights were saved at.
+
+    The shape comes from the run's config.json, the weights from its checkpoint (the folder
+    ``Trainer.save`` writes; the optimizer and sampler state are not read). On CPU, in eval mode.
+    A missing checkpoint is ``runs.checkpoint_dir``'s error; a damaged one is one clear line.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = checkpoint_dir(run)
+    try:
+        shape = read_config(run)
+        config = GPTConfig(**{k: shape[k] for k in GPTConfig.__dataclass_fields__ if k in shape})
+        state = json.loads((folder / CHECKPOINT_STATE).read_text())
+        model = GPT(config)
+        model.load_state_dict(load_file(str(folder / CHECKPOINT_MODEL), device="cpu"))
+    except (OSError, KeyError, TypeError, ValueError, RuntimeError, SafetensorError, json.JSONDecodeError) as exc:
+        detail = str(exc).splitlines()[0][:120] if str(exc) else ""
+        raise EmbcliError(f"cannot load the model of {run}: its checkpoint is damaged "
+                          f"({type(exc).__name__}: {detail})") from None
+    return model.eval(), state.get("step")
+
+
 def _versions() -> dict:
     return {"embcli": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version()}
