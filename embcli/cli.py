@@ -446,6 +446,46 @@ def trace(word: str = typer.Argument(..., help="The word to follow through train
 
 
 # ---------------------------------------------------------------------------------------------
+# predict and directions: the tied output layer speaks; concept directions
+# ---------------------------------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def predict(text: str = typer.Argument(..., help="The text whose next token the model predicts."),
+            top: int = typer.Option(10, "--top", "-k", min=1, help="How many next tokens."), run: Optional[str] = RunOpt,
+            explain: bool = typer.Option(False, "--explain", help="Show each logit as h · row of the table "
+                                         "(embeddings.npy), with the row's norm and its cosine with h."),
+            json_out: bool = JsonOpt):
+    """The trained model's next-token distribution after TEXT; its output layer is the token table."""
+    from . import queries
+
+    _show(queries.predict(run, text, top, explain=explain), json_out)
+
+
+@app.command()
+@handle_errors
+def directions(run: Optional[str] = RunOpt, step: Optional[int] = StepOpt,
+               pos: Optional[List[str]] = typer.Option(None, "--pos", help="Your own concept: words of one side "
+                                                       "(repeat --pos, or 'big,large,huge')."),
+               neg: Optional[List[str]] = typer.Option(None, "--neg", help="... and of the other side."),
+               min_count: int = AnswerMinCountOpt,
+               block: int = typer.Option(64, "--block", min=1, help="Dimensions per block when asking where a "
+                                         "direction lives."),
+               top: int = typer.Option(5, "--top", "-k", min=1, help="Tokens shown at each end of a direction."),
+               json_out: bool = JsonOpt):
+    """Concept directions (living/non-living, big/small, positive/negative, formal/casual): held-out accuracy
+    against step 0, and whether each lives in a block of dimensions or all of them."""
+    from . import queries
+    from .directions import split_words
+
+    positive = split_words(pos) if pos is not None else None
+    negative = split_words(neg) if neg is not None else None
+    space = _space(run, step, min_count)
+    _show(queries.directions(space, positive=positive, negative=negative, block=block, top=top), json_out)
+
+
+# ---------------------------------------------------------------------------------------------
 # shell
 # ---------------------------------------------------------------------------------------------
 

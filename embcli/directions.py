@@ -19,12 +19,14 @@ This module tests both halves of that claim on a run's own table:
    many dimensions carry half the weight. A direction spread over all dimensions looks like a
    random one here; a direction living in "dimensions 0–63" would put most of its weight there.
 
-Torch-free: tables are read as numpy arrays, as every query does.
+Torch-free: tables are read as numpy arrays, as every query does. This module measures one concept
+in one table (:func:`probe`); ``queries.directions`` runs the built-in concepts (or a user's own
+words) against a run's table and its step-0 control, and ``render.directions`` draws the answer.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -118,19 +120,6 @@ class Direction:
     most_negative: list[Extreme]
     placement: Placement
     separation: float  # |mean positive − mean negative| of the unit rows
-
-
-@dataclass
-class DirectionsReport:
-    run: str
-    step: int | None
-    dim: int
-    min_count: int
-    directions: list[Direction]
-    notes: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 # -- the word lists ------------------------------------------------------------------------------
@@ -306,43 +295,5 @@ def probe(space: EmbeddingSpace, concept: Concept, *, control: EmbeddingSpace | 
                      placement(unit, block), separation)
 
 
-def directions(run: str | Path | None = None, step: int | None = None, *, positive: list[str] | None = None,
-               negative: list[str] | None = None, min_count: int = 1, block: int = 64, n_extremes: int = 5,
-               root: Path | None = None) -> DirectionsReport:
-    """Probe the built-in concepts (or one made of ``positive``/``negative`` words) in a run's table.
-
-    The table is the final one, or the snapshot at ``step``; the control is the step-0 snapshot.
-    """
-    if block < 1:
-        raise EmbcliError(f"--block must be at least 1 (got {block})")
-    if (positive is None) != (negative is None):
-        raise EmbcliError("give both --pos and --neg words, or neither for the built-in concepts")
-    space = EmbeddingSpace.from_run(run, step, min_count=min_count, root=root)
-    notes = []
-    control = None
-    try:
-        control = EmbeddingSpace.from_run(space.source, 0, min_count=min_count, vocab=space.vocab)
-    except EmbcliError:
-        notes.append("no step-0 snapshot in this run, so no control (train with snapshots = true)")
-    if positive is not None:
-        concepts = [Concept("your words", "--pos", "--neg", positive, negative)]
-    else:
-        concepts = load_concepts()
-    found = []
-    for concept in concepts:
-        d = probe(space, concept, control=control, strict=positive is not None, block=block, n_extremes=n_extremes)
-        if d is None:
-            notes.append(f"{concept.name}: fewer than 2 of its words on a side are tokens this run saw; left out")
-            continue
-        if min(len(d.positive.ids), len(d.negative.ids)) < 10:
-            notes.append(f"{concept.name}: under 10 words a side, so a held-out accuracy moves a lot with each "
-                         "word (leaving one out also pulls its side's mean away from it); the chance column says how much")
-        for p in (d.positive, d.negative):
-            if p.missing:
-                notes.append(f"{concept.name}, {p.label}: left out {', '.join(p.missing)}")
-        found.append(d)
-    return DirectionsReport(space.source, space.step, int(space.vectors.shape[1]), min_count, found, notes)
-
-
-__all__ = ["BlockShare", "Concept", "Direction", "DirectionsReport", "Extreme", "Placement", "Pole", "TopDimension",
-           "directions", "held_out_accuracy", "load_concepts", "placement", "probe", "split_words"]
+__all__ = ["BlockShare", "Concept", "Direction", "Extreme", "Placement", "Pole", "TopDimension", "held_out_accuracy",
+           "load_concepts", "placement", "probe", "shuffled_accuracy", "split_words"]

@@ -20,10 +20,11 @@ from typing import Callable, ContextManager
 
 import numpy as np
 
+from .directions import Concept, Direction, load_concepts, probe
 from .errors import EmbcliError
 from .evaluate import AnalogyScore, PairScore
-from .runs import CONFIG, find_run, list_runs, list_snapshots, read_meta, runs_root
-from .space import EmbeddingSpace, Neighbor, Resolved
+from .runs import CONFIG, TABLE, checkpoint_dir, find_run, list_runs, list_snapshots, read_meta, runs_root
+from .space import DEFAULT_MIN_COUNT, EmbeddingSpace, Neighbor, Resolved
 
 # ---------------------------------------------------------------------------------------------
 # A run's description, as the query side reads it
@@ -37,6 +38,7 @@ class RunFacts:
 
     path: Path
     status: str | None
+    source: str | None  # an imported run: the model its table came from
     step: int | None
     tokens_seen: int | None
     train_loss: float | None
@@ -51,7 +53,7 @@ class RunFacts:
 def run_facts(run_dir: Path) -> RunFacts:
     meta = read_meta(run_dir)
     corpus_path = meta.get("corpus_path")
-    return RunFacts(path=run_dir, status=meta.get("status"), step=meta.get("step"),
+    return RunFacts(path=run_dir, status=meta.get("status"), source=meta.get("source"), step=meta.get("step"),
                     tokens_seen=meta.get("tokens_seen"), train_loss=meta.get("train_loss"),
                     val_loss=meta.get("val_loss"), model=meta.get("model") or {},
                     corpus_description=(meta.get("corpus") or {}).get("description", ""),
@@ -96,11 +98,12 @@ class LeftOut:
 
     rows: int
     min_count: int
+    unseen: int  # of those rows, the ones training never saw (the rest were seen 1 to min_count − 1 times)
 
 
 def left_out(space: EmbeddingSpace) -> LeftOut | None:
     n = space.excluded_count()
-    return LeftOut(n, space.min_count) if n else None
+    return LeftOut(n, space.min_count, int((space.counts == 0).sum())) if n else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,7 +123,7 @@ class NeighborsResult:
     left_out: LeftOut | None
 
     def to_json(self) -> list:
-        return [{"query": w.query.text, "ids": w.query.ids, "how": w.query.how,
+        return [{"query": w.query.text, "ids": w.query.ids, "how": w.query.how, "why": w.query.why,
                  "neighbors": [n.as_dict() for n in w.neighbors]} for w in self.words]
 
 
@@ -428,7 +431,7 @@ class TraceResult:
 
 
 def trace(run: str | Path | None, word: str, top: int = 5, *, others: list[str] | None = None,
-          min_count: int = 1) -> TraceResult:
+          min_count: int = DEFAULT_MIN_COUNT) -> TraceResult:
     """``word``'s nearest neighbours at every snapshot, and its cosine to ``others`` (default: its
     final top 3) over training. Words are resolved once, in the final table's vocabulary."""
     run_dir = find_run(str(run) if run is not None else None)
@@ -439,8 +442,8 @@ def trace(run: str | Path | None, word: str, top: int = 5, *, others: list[str] 
     target = final.resolve(word)
     if others:
         followed = [final.resolve(w) for w in others]
-    else:  # the final neighbours are tokens already: resolve them as they are
-        followed = [final.resolve(n.token.replace("␣", " "), exact=True) for n in final.most_similar([target], topn=3)]
+    else:  # the final neighbours are rows already: follow them by id (the shown "\n" of a newline is no text to type)
+        followed = [Resolved(n.token, [n.id], "id") for n in final.most_similar([target], topn=3)]
     result = TraceResult(word, target, top, [])
     for step, _ in snaps:
         space = EmbeddingSpace.from_run(run_dir, step, min_count=min_count, vocab=final.vocab)
@@ -450,9 +453,210 @@ def trace(run: str | Path | None, word: str, top: int = 5, *, others: list[str] 
     return result
 
 
+# ---------------------------------------------------------------------------------------------
+# Predict: the trained model's next token, each score h · a row of the table
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Candidate:
+    """One possible next token: its probability under the model, and the score behind it."""
+
+    rank: int
+    id: int
+    token: str
+    probability: float
+    logit: float  # the model's own output for this token
+    count: int | None  # how often training saw it
+    dot: float | None = None  # h · row(id), the row read from embeddings.npy (explain only)
+    row_norm: float | None = None  # |row(id)|
+    cosine: float | None = None  # cos(h, row): logit = |h| · |row| · cosine
+
+
+@dataclass
+class PredictResult:
+    """What the model expects after a prompt."""
+
+    text: str
+    run: str
+    step: int | None  # the step of the checkpoint the model was loaded from
+    ids: list[int]  # the tokens the model read (the prompt's end when it is longer than the context)
+    pieces: list[str]
+    dropped: int  # tokens cut from the front of a prompt longer than the context
+    context: int  # the model's context length (block_size)
+    unseen: list[int]  # prompt tokens training never saw: their rows are still near their random start
+    candidates: list[Candidate]
+    explained: bool = False
+    hidden_norm: float | None = None  # |h|, the last position's final hidden state
+    max_difference: float | None = None  # largest |logit − h · row| over the candidates
+    table_matches: bool | None = None  # is the checkpoint's output layer exactly embeddings.npy?
+    table: str = ""  # the embeddings.npy the dot products read
+    vocab_size: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def prompt_ids(text: str) -> list[int]:
+    """A prompt as GPT-2 ids; an empty prompt and text that is not UTF-8 are refused."""
+    if not text:
+        raise EmbcliError("nothing to predict from: give some text, e.g. embcli predict \"The cat sat on the\"")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes on the command line arrive as lone surrogates
+        raise EmbcliError("the prompt is not valid UTF-8 text") from None
+    from .tokenizer import encode
+
+    return encode(text)
+
+
+def _model_context(run_dir: Path) -> int:
+    """The run's context length, checking first that the run has a model at all (before torch loads)."""
+    facts = run_facts(run_dir)
+    if facts.status == "imported":
+        raise EmbcliError(f"{run_dir} holds only a table (imported from {facts.source or 'elsewhere'}), "
+                          "no model to predict with; predict needs a run trained by embcli")
+    try:
+        checkpoint_dir(run_dir)
+    except EmbcliError:
+        raise EmbcliError(f"{run_dir} has no model to predict with: its checkpoint/ folder is missing "
+                          "(the table alone answers the other queries)") from None
+    context = model_shape(run_dir).get("block_size")
+    if not isinstance(context, int) or context < 1:
+        raise EmbcliError(f"cannot load the model of {run_dir}: its {CONFIG} has no block_size")
+    return context
+
+
+def predict(run: str | Path | None, text: str, top: int = 10, *, explain: bool = False) -> PredictResult:
+    """The trained model's next-token distribution after ``text``: the ``top`` most likely tokens.
+
+    A prompt longer than the model's context keeps its end. ``explain`` adds, for each top token,
+    h · row with the row read from the run's ``embeddings.npy`` (the table every query uses), the
+    row's norm and its cosine with h: the logit is that dot product (to float32 rounding), since
+    the output layer is the table. The model runs in torch (``predict.py``); the rest is numpy.
+    """
+    from .predict import next_token_scores
+
+    if top < 1:
+        raise EmbcliError(f"-k must be at least 1 (got {top})")
+    ids = prompt_ids(text)
+    run_dir = find_run(str(run) if run is not None else None)
+    context = _model_context(run_dir)
+    space = EmbeddingSpace.from_run(run_dir, min_count=0)
+    dropped = max(0, len(ids) - context)
+    used = ids[dropped:]
+    unseen = [i for i in used if space.counts is not None and space.counts[i] == 0]
+    if space.counts is not None and len(unseen) == len(used):
+        shown = " ".join(space.vocab.show(i) for i in used[:8])
+        raise EmbcliError(f"none of the prompt's {len(used)} tokens ({shown}) occurred in training: "
+                          "their rows are untrained noise, so the model has nothing to predict from")
+
+    scores = next_token_scores(run_dir, used, with_hidden=explain)
+    logits = scores.logits.astype(np.float64)
+    probs = np.exp(logits - np.logaddexp.reduce(logits))
+    k = min(top, len(probs))
+    part = np.argpartition(-probs, k - 1)[:k]
+    best = part[np.lexsort((part, -probs[part]))]  # most likely first; on a tie, the lower id
+    candidates = [Candidate(r + 1, int(i), space.vocab.show(int(i)), float(probs[i]), float(scores.logits[i]),
+                            space.count(int(i))) for r, i in enumerate(best)]
+    result = PredictResult(text=text, run=str(run_dir), step=scores.step, ids=used,
+                           pieces=[space.vocab.show(i) for i in used], dropped=dropped, context=context,
+                           unseen=unseen, candidates=candidates, table=str(run_dir / TABLE), vocab_size=len(probs))
+    if dropped:
+        result.notes.append(f"the prompt is {len(ids)} tokens and the model reads {context}: its last {context} "
+                            f"were used, {dropped} cut from the front")
+    if unseen:
+        result.notes.append(f"{len(unseen)} of the prompt's tokens never occurred in training, so their rows are "
+                            "still near their random start: " + " ".join(space.vocab.show(i) for i in unseen[:8]))
+    table_step = run_facts(run_dir).step
+    if scores.step is not None and table_step is not None and scores.step != table_step:
+        result.notes.append(f"the model's checkpoint is from step {scores.step}, the run's table from step {table_step}")
+    if explain:
+        _explain(result, scores, space)
+    return result
+
+
+def _explain(result: PredictResult, scores, space: EmbeddingSpace) -> None:
+    """Recompute each candidate's logit as h · row, the row read from embeddings.npy."""
+    h, weight = scores.hidden, scores.output_layer
+    table = space.vectors  # embeddings.npy, memory-mapped: the same table the query verbs read
+    result.table_matches = weight.shape == table.shape and bool(np.array_equal(weight, table))
+    result.explained = True
+    result.hidden_norm = float(np.linalg.norm(h))
+    diffs = []
+    for c in result.candidates:
+        row = np.asarray(table[c.id], dtype=np.float32)
+        c.dot = float(np.dot(h, row))
+        c.row_norm = float(np.linalg.norm(row))
+        denominator = result.hidden_norm * c.row_norm
+        c.cosine = c.dot / denominator if denominator > 0 else 0.0
+        diffs.append(abs(c.dot - c.logit))
+    result.max_difference = float(max(diffs)) if diffs else 0.0
+    if not result.table_matches:
+        result.notes.append(f"the checkpoint's output layer is not exactly {Path(result.table).name} "
+                            "(saved at different steps?): the dot products below read the file")
+
+
+# ---------------------------------------------------------------------------------------------
+# Directions: is a concept a direction in the table, and where among the dimensions does it live?
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DirectionsResult:
+    run: str
+    step: int | None
+    dim: int
+    min_count: int  # the rows the ends of each direction are drawn from
+    directions: list[Direction]  # see directions.py: accuracy, controls, extremes, placement
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def directions(space: EmbeddingSpace, *, positive: list[str] | None = None, negative: list[str] | None = None,
+               block: int = 64, top: int = 5) -> DirectionsResult:
+    """Probe the built-in concepts (living/non-living, big/small, positive/negative, formal/casual),
+    or one made of ``positive`` and ``negative`` words, in ``space`` (directions.py says how).
+
+    The control is the same run's step-0 snapshot (the random start); ``top`` tokens are shown at
+    each end of a direction, from the rows ``space`` allows. A user's own words must each be one
+    token training saw; a built-in list keeps the words this run saw and says which it left out.
+    """
+    if block < 1:
+        raise EmbcliError(f"--block must be at least 1 (got {block})")
+    if (positive is None) != (negative is None):
+        raise EmbcliError("give both --pos and --neg words, or neither for the built-in concepts")
+    notes = []
+    control = None
+    try:
+        control = EmbeddingSpace.from_run(space.source, 0, min_count=space.min_count, vocab=space.vocab)
+    except EmbcliError:
+        notes.append("no step-0 snapshot in this run, so no control (train with snapshots = true)")
+    own = positive is not None
+    concepts = [Concept("your words", "--pos", "--neg", positive, negative)] if own else load_concepts()
+    found = []
+    for concept in concepts:
+        d = probe(space, concept, control=control, strict=own, block=block, n_extremes=top)
+        if d is None:
+            notes.append(f"{concept.name}: fewer than 2 of its words on a side are tokens this run saw; left out")
+            continue
+        if min(len(d.positive.ids), len(d.negative.ids)) < 10:
+            notes.append(f"{concept.name}: under 10 words a side, so a held-out accuracy moves a lot with each "
+                         "word (leaving one out also pulls its side's mean away from it); the chance column says how much")
+        for p in (d.positive, d.negative):
+            if p.missing:
+                notes.append(f"{concept.name}, {p.label}: left out {', '.join(p.missing)}")
+        found.append(d)
+    return DirectionsResult(space.source, space.step, int(space.vectors.shape[1]), space.min_count, found, notes)
+
+
 __all__ = [
-    "AnalogyResult", "EvalResult", "LeftOut", "ModelResult", "NeighborsResult", "OddOneOutResult", "RowResult",
-    "RunFacts", "RunsResult", "SimilarityResult", "TableResult", "TokenizeResult", "TraceResult", "analogy",
-    "check_baseline", "evaluate", "inspect_model", "inspect_row", "inspect_table", "inspect_token", "left_out", "model_shape",
-    "neighbors", "odd_one_out", "open_space", "resolve_all", "run_facts", "runs", "similarity", "tokenize", "trace",
+    "AnalogyResult", "Candidate", "DirectionsResult", "EvalResult", "LeftOut", "ModelResult", "NeighborsResult",
+    "OddOneOutResult", "PredictResult", "RowResult", "RunFacts", "RunsResult", "SimilarityResult", "TableResult",
+    "TokenizeResult", "TraceResult", "analogy", "check_baseline", "directions", "evaluate", "inspect_model",
+    "inspect_row", "inspect_table", "inspect_token", "left_out", "model_shape", "neighbors", "odd_one_out",
+    "open_space", "predict", "prompt_ids", "resolve_all", "run_facts", "runs", "similarity", "tokenize", "trace",
 ]

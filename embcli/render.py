@@ -16,11 +16,13 @@ from typing import Callable
 
 from .queries import (
     AnalogyResult,
+    DirectionsResult,
     EvalResult,
     LeftOut,
     ModelResult,
     NeighborsResult,
     OddOneOutResult,
+    PredictResult,
     RowResult,
     RunsResult,
     SimilarityResult,
@@ -66,21 +68,27 @@ def show(result, out, *, as_json: bool = False, **options) -> None:
 
 
 def describe(r: Resolved) -> str:
-    """How a typed word was read: ``'cat' → ␣cat (3797; space-prefixed)``."""
+    """How a typed word was read, and the evidence:
+    ``'.' → . (13; bare: seen 2,315 times in training; ␣. 23 times)``."""
     ids = ", ".join(str(i) for i in r.ids)
-    return f"{r.text!r} → {' + '.join(r.pieces)} ({ids}; {r.how})"
+    return f"{r.text!r} → {' + '.join(r.pieces)} ({ids}; {r.how}{': ' + r.why if r.why else ''})"
 
 
 def left_out_note(left: LeftOut | None, out) -> None:
     """Say how many rows answers left out, and why; nothing when none were."""
     if not left:
         return
-    seen = "never seen in training" if left.min_count == 1 else f"seen fewer than {left.min_count} times in training"
-    out.print(f"[dim]{left.rows:,} rows {seen} left out: they are still mostly their random start "
-              "(--min-count 0 keeps them)[/]")
+    if left.min_count == 1:
+        note = (f"{left.rows:,} rows never seen in training left out: they are still their random start "
+                "(--min-count 0 keeps them)")
+    else:
+        seen = "once" if left.min_count == 2 else f"1–{left.min_count - 1} times"
+        note = (f"{left.rows:,} rows left out: {left.unseen:,} never seen in training, {left.rows - left.unseen:,} "
+                f"seen {seen} and barely trained (--min-count 1 keeps the rows training saw, 0 every row)")
+    out.print(f"[dim]{note}[/]")
 
 
-def neighbor_table(title: str, neighbors: list[Neighbor]):
+def neighbor_table(title: str | None, neighbors: list[Neighbor]):
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
@@ -101,7 +109,8 @@ def neighbor_table(title: str, neighbors: list[Neighbor]):
 
 def neighbors(result: NeighborsResult, out) -> None:
     for w in result.words:
-        out.print(neighbor_table(describe(w.query), w.neighbors))
+        out.print(describe(w.query), soft_wrap=True)  # above the table: as its title it would wrap at its width
+        out.print(neighbor_table(None, w.neighbors))
     left_out_note(result.left_out, out)
 
 
@@ -269,22 +278,122 @@ def evaluation(result: EvalResult, out, *, sections: bool = False) -> None:
 def trace(result: TraceResult, out) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{describe(result.target)}: nearest neighbours over training", title_justify="left")
+    table = Table()
     table.add_column("step", justify="right")
     for k in range(result.top):
         table.add_column(f"#{k + 1}")
     for snap in result.snapshots:
         # the similarities --json gives (rounded to 6 places), so the table and the JSON never disagree
         table.add_row(f"{snap.step:,}", *[f"{n.token} {round(n.similarity, 6):.2f}" for n in snap.neighbors])
+    out.print(f"{describe(result.target)}: nearest neighbours over training", soft_wrap=True)
     out.print(table)
     out.print("cosine over training: " + "; ".join(f"{result.word}–{k}: " + " → ".join(f"{x:.2f}" for x in v)
                                                   for k, v in result.similarity.items()))
+
+
+# ---------------------------------------------------------------------------------------------
+# predict and directions
+# ---------------------------------------------------------------------------------------------
+
+
+def _count(n: int | None) -> str:
+    return "?" if n is None else f"{n:,}"
+
+
+def prediction(result: PredictResult, out) -> None:
+    """The prompt as tokens, the top next tokens, and with ``explain`` logit = h · row for each.
+
+    Tokens and notes are text, never markup: a token such as "[/" or "\\" is shown as it is."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    step = f", step {result.step:,}" if result.step is not None else ""
+    out.print(f"{len(result.ids)} token{'s' if len(result.ids) != 1 else ''} read: "
+              + "  ".join(f"[cyan]{escape(p)}[/]({i})" for p, i in zip(result.pieces, result.ids)))
+    for note in result.notes:
+        out.print(f"[yellow]note:[/] {escape(note)}")
+    out.print(f"the next token, by the model of {result.run}{step} (softmax over all {result.vocab_size:,} tokens):",
+              soft_wrap=True)
+    table = Table()
+    for name, justify in (("#", "right"), ("id", "right"), ("token", "left"), ("probability", "right")):
+        table.add_column(name, justify=justify)
+    if result.explained:
+        for name in ("logit (model)", "h · row (table)", "|row|", "cos(h, row)"):
+            table.add_column(name, justify="right")
+    table.add_column("count", justify="right")
+    for c in result.candidates:
+        cells = [str(c.rank), str(c.id), escape(c.token), f"{c.probability:.4f}"]
+        if result.explained:
+            cells += [f"{c.logit:.4f}", f"{c.dot:.4f}", f"{c.row_norm:.3f}", f"{c.cosine:+.3f}"]
+        table.add_row(*cells, _count(c.count))
+    out.print(table)
+    if result.explained:
+        agree = "equal" if result.max_difference <= 1e-4 else "NOT equal"
+        out.print(f"h is the last position's final hidden state, |h| = {result.hidden_norm:.3f}; each row is read from "
+                  f"{result.table}. logit = h · row = |h| · |row| · cos: {agree} to 1e-4 (largest difference "
+                  f"{result.max_difference:.1e}, float32). The output layer is the table the queries read.")
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def directions(result: DirectionsResult, out) -> None:
+    """One summary table (is it a direction? where does it live?), then the ends of each direction."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    step = f" at step {result.step:,}" if result.step is not None else ""
+    out.print(f"concept directions in {result.run}{step} ({result.dim} dimensions):", soft_wrap=True)
+    table = Table()
+    columns = [("concept", "left"), ("words", "right"), ("held-out", "right"), ("chance", "right"),
+               ("step 0", "right"), ("counts", "right")]
+    blocks = result.directions[0].placement.blocks if result.directions else []
+    for name, justify in columns:
+        table.add_column(name, justify=justify, no_wrap=name == "concept")
+    for b in blocks:
+        table.add_column(f"{b.first}–{b.last}", justify="right")
+    table.add_column("half in", justify="right")
+    for d in result.directions:
+        p = d.placement
+        verdict = "[green]✓[/]" if d.accuracy > d.chance else "[red]✗[/]"
+        cells = [f"{d.positive.label} ↔ {d.negative.label}", f"{len(d.positive.ids)}+{len(d.negative.ids)}",
+                 f"{d.accuracy:.2f} {verdict}", f"{d.chance:.2f}",
+                 "-" if d.control_accuracy is None else f"{d.control_accuracy:.2f}",
+                 "-" if d.frequency_accuracy is None else f"{d.frequency_accuracy:.2f}"]
+        cells += [_pct(b.share) + ("[yellow]*[/]" if b.beyond_chance else "") for b in p.blocks]
+        cells.append(f"{p.half} dims")
+        table.add_row(*cells)
+    out.print(table)
+    if result.directions:
+        p = result.directions[0].placement
+        b = p.blocks[0]
+        out.print(f"[dim]held-out: leave-one-out accuracy of the mean-difference direction, ✓ when above chance "
+                  f"(what 95% of label shuffles stay under); step 0: the same words in the untrained table; counts: "
+                  f"the words' training counts as the only feature. {b.first}–{b.last} ...: the direction's share of "
+                  f"squared weight in each block of {b.last - b.first + 1} dimensions; a random direction holds "
+                  f"{_pct(b.chance)} (95% between {_pct(b.low)} and {_pct(b.high)}; * outside); half in: the "
+                  f"dimensions carrying half of it (a random direction: {p.half_random}, 95% "
+                  f"{p.half_random_low}–{p.half_random_high})[/]")
+        kept = "seen in training" if result.min_count <= 1 else f"seen ≥ {result.min_count} times"
+        out.print(f"the tokens farthest along each direction (cosine; rows {kept}, the lists' own words left out):")
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True)
+        grid.add_column()
+        for d in result.directions:
+            for label, ends in ((d.positive.label, d.most_positive), (d.negative.label, d.most_negative)):
+                grid.add_row(f"[bold]{escape(label)}[/]", "  ".join(f"{escape(e.token)} {e.cosine:+.2f}" for e in ends))
+            grid.add_row("  top dims", ", ".join(f"{t.dim} ({t.weight:+.2f}, {_pct(t.share)})" for t in d.placement.top))
+        out.print(grid)
+    for note in result.notes:
+        out.print(f"[yellow]note:[/] {escape(note)}")
 
 
 TEXT: dict[type, Callable] = {
     NeighborsResult: neighbors, AnalogyResult: analogy, SimilarityResult: similarity,
     OddOneOutResult: odd_one_out, TokenizeResult: tokenize, RowResult: row, TableResult: table,
     ModelResult: model, RunsResult: runs, EvalResult: evaluation, TraceResult: trace,
+    PredictResult: prediction, DirectionsResult: directions,
 }
 
 # ---------------------------------------------------------------------------------------------

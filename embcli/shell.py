@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 from . import queries
+from .directions import split_words
 from .errors import EmbcliError
 from .space import EmbeddingSpace, parse_row
 
@@ -22,6 +23,7 @@ HELP = """verbs (a bare word is 'nn WORD'):
   nn WORD...              nearest neighbours          analogy A B C [mul]   A − B + C
   sim W1 W2               cosine similarity           odd W1 W2 W3 ...      odd one out
   row ID | token WORD     inspect a row               tok TEXT              tokenize
+  predict TEXT            the model's next token      directions [P... / N...]  concept directions
   top K                   answers per query           time on|off           show query time
   help, quit"""
 
@@ -44,6 +46,21 @@ def _analogy(space: EmbeddingSpace, words: list[str], top: int):
     return queries.analogy(space, *words[:3], top, method=method)
 
 
+def _predict(space: EmbeddingSpace, words: list[str], top: int):
+    return queries.predict(space.source, " ".join(words), top)
+
+
+def _directions(space: EmbeddingSpace, words: list[str], top: int):
+    if not words:
+        return queries.directions(space, top=top)
+    if words.count("/") != 1:
+        raise EmbcliError("directions takes no words (the built-in concepts) or POS... / NEG..., "
+                          "e.g. directions cat dog horse / red blue green")
+    cut = words.index("/")
+    return queries.directions(space, positive=split_words(words[:cut]), negative=split_words(words[cut + 1:]),
+                              top=top)
+
+
 VERBS = [
     Verb(("nn", "neighbors", "neighbours"), 0, None, lambda space, words, top: queries.neighbors(space, words, top)),
     Verb(("analogy",), 3, 4, _analogy),
@@ -52,6 +69,8 @@ VERBS = [
     Verb(("row",), 1, 1, lambda space, words, top: queries.inspect_row(space, parse_row(words[0]), top)),
     Verb(("token",), 1, 1, lambda space, words, top: queries.inspect_token(space, words[0], top)),
     Verb(("tok", "tokenize"), 1, None, lambda space, words, top: queries.tokenize(" ".join(words))),
+    Verb(("predict",), 1, None, _predict),
+    Verb(("directions",), 0, None, _directions),
 ]
 
 

@@ -28,12 +28,7 @@ class Resolved:
     ids: list[int]
     how: str  # the form taken: "space-prefixed", "bare", "capitalised", ..., "exact", "mean of N pieces", "id"
     pieces: list[str] = field(default_factory=list)
-    why: str = ""  # the evidence for that form: its training count and the other forms' counts
-
-    def describe(self) -> str:
-        """One line: "'.' → . (13; bare: seen 2,315 times in training, ␣. 23)"."""
-        ids = ", ".join(str(i) for i in self.ids)
-        return f"{self.text!r} → {' + '.join(self.pieces)} ({ids}; {self.how}{': ' + self.why if self.why else ''})"
+    why: str = ""  # the evidence for that form: "seen 2,315 times in training; ␣. 23 times"
 
     @property
     def single(self) -> bool:

@@ -9,14 +9,15 @@ from typer.testing import CliRunner
 
 from embcli.cli import app
 from embcli.errors import EmbcliError
-from embcli.predict import encode_prompt, load_model, predict
+from embcli.queries import predict, prompt_ids
+from embcli.train import load_model
 
 runner = CliRunner()
 
 
 def test_the_model_continues_its_corpus(trained_run):
     # every "a {animal} is an" in the tiny corpus goes on "animal"
-    result = predict("a cat is an", trained_run, top=5)
+    result = predict(trained_run, "a cat is an", top=5)
     assert result.candidates[0].token == "␣animal"
     probs = [c.probability for c in result.candidates]
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-9
@@ -29,10 +30,9 @@ def test_probabilities_are_the_models_softmax(trained_run):
 
     model, _ = load_model(trained_run)
     with torch.no_grad():
-        logits = model(torch.tensor([encode_prompt("the king and the queen")]))
-    logits = (logits[0] if isinstance(logits, tuple) else logits)[0, -1].double()
+        logits = model(torch.tensor([prompt_ids("the king and the queen")]))[0, -1].double()
     expected = torch.softmax(logits, dim=0).numpy()
-    result = predict("the king and the queen", trained_run, top=10)
+    result = predict(trained_run, "the king and the queen", top=10)
     assert [c.id for c in result.candidates] == list(np.argsort(-expected, kind="stable")[:10])
     np.testing.assert_allclose([c.probability for c in result.candidates], np.sort(expected)[::-1][:10], rtol=1e-5)
 
@@ -40,11 +40,11 @@ def test_probabilities_are_the_models_softmax(trained_run):
 def test_explain_shows_each_logit_is_h_dot_the_tables_row(trained_run):
     import torch
 
-    result = predict("she painted the wall", trained_run, top=8, explain=True)
+    result = predict(trained_run, "she painted the wall", top=8, explain=True)
     table = np.load(trained_run / "embeddings.npy")  # read here, apart from the code under test
     model, _ = load_model(trained_run)
     with torch.no_grad():
-        h = model.hidden(torch.tensor([encode_prompt("she painted the wall")]))[0, -1].numpy()
+        h = model.hidden(torch.tensor([prompt_ids("she painted the wall")]))[0, -1].numpy()
     assert result.explained and result.table_matches
     for c in result.candidates:
         dot = float(np.dot(h.astype(np.float32), table[c.id].astype(np.float32)))
@@ -71,9 +71,9 @@ def test_predict_command(trained_run):
 
 def test_a_long_prompt_keeps_its_end(trained_run):
     text = " ".join(["the cat ate the food and the dog slept in the barn ."] * 5)  # 65 tokens, context 32
-    result = predict(text, trained_run, top=3)
-    assert len(result.ids) == 32 and result.dropped == len(encode_prompt(text)) - 32
-    assert result.ids == encode_prompt(text)[-32:]
+    result = predict(trained_run, text, top=3)
+    assert len(result.ids) == 32 and result.dropped == len(prompt_ids(text)) - 32
+    assert result.ids == prompt_ids(text)[-32:]
     assert any("its last 32 were used" in n for n in result.notes)
 
 
@@ -89,11 +89,11 @@ def test_bad_prompts_are_one_line(trained_run, text, fragment):
 
 def test_undecodable_bytes_are_refused():
     with pytest.raises(EmbcliError, match="not valid UTF-8"):
-        encode_prompt(b"the \xff cat".decode("utf-8", "surrogateescape"))  # how argv carries such bytes
+        prompt_ids(b"the \xff cat".decode("utf-8", "surrogateescape"))  # how argv carries such bytes
 
 
 def test_a_prompt_with_some_unseen_tokens_says_so(trained_run):
-    result = predict("the cat 日本", trained_run, top=3)
+    result = predict(trained_run, "the cat 日本", top=3)
     assert result.unseen and any("never occurred in training" in n for n in result.notes)
 
 

@@ -32,22 +32,28 @@ def shown(result, **options) -> str:
 
 
 def test_neighbours_table_and_the_left_out_note(space):
+    # the resolution line above the table (as a title it would wrap at the table's width), with its evidence
     assert shown(queries.neighbors(space, ["cat"], 3)) == "\n".join([
-        "'cat' → ␣cat (3797; space-prefixed)   ",
+        "'cat' → ␣cat (3797; space-prefixed: seen 5 times in training; cat 0 times)",
         "┏━━━┳━━━━━━┳━━━━━━━━┳━━━━━━━━┳━━━━━━━┓",
         "┃ # ┃   id ┃ token  ┃ cosine ┃ count ┃",
         "┡━━━╇━━━━━━╇━━━━━━━━╇━━━━━━━━╇━━━━━━━┩",
         "│ 1 │ 3290 │ ␣dog   │ 0.8000 │ 1,200 │",
         "│ 2 │ 8223 │ ␣horse │ 0.6000 │     3 │",
         "└───┴──────┴────────┴────────┴───────┘",
-        "50,254 rows never seen in training left out: they are still mostly their random ",
-        "start (--min-count 0 keeps them)",
+        "50,254 rows never seen in training left out: they are still their random start ",
+        "(--min-count 0 keeps them)",
         ""])
 
 
 def test_the_note_names_the_threshold_and_disappears_without_one(space):
     strict = EmbeddingSpace(space.vectors, space.counts, min_count=4)
-    assert "50,255 rows seen fewer than 4 times in training left out" in shown(queries.neighbors(strict, ["dog"]))
+    assert shown(queries.neighbors(strict, ["dog"])).endswith(
+        "50,255 rows left out: 50,254 never seen in training, 1 seen 1–3 times and barely\n"
+        "trained (--min-count 1 keeps the rows training saw, 0 every row)\n")
+    twice = EmbeddingSpace(space.vectors, space.counts, min_count=2)
+    assert "50,254 rows left out: 50,254 never seen in training, 0 seen once and barely" in \
+        shown(queries.neighbors(twice, ["dog"]))
     everything = EmbeddingSpace(space.vectors, space.counts, min_count=0)
     assert "left out" not in shown(queries.neighbors(everything, ["dog"]))
 
@@ -63,8 +69,8 @@ def test_odd_one_out_lines(space):
 
 def test_row_by_word(space):
     assert shown(queries.inspect_token(space, "horse", 2)) == "\n".join([
-        "row 8223 = ␣horse  ('horse' → ␣horse (8223; space-prefixed))   seen 3 times in ",
-        "training",
+        "row 8223 = ␣horse  ('horse' → ␣horse (8223; space-prefixed: seen 3 times in ",
+        "training; horse 0 times))   seen 3 times in training",
         "norm 1.0000   mean +0.7000   std 0.1000   min +0.6000   max +0.8000   dim 2",
         "first values: +0.6000, +0.8000",
         "all values (sparkline, low ▁ … █ high):",
