@@ -26,8 +26,10 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from embcli.checkpoint import find_run, read_meta  # noqa: E402
 from embcli.evaluate import default_analogies_path, evaluate_analogies, evaluate_pairs, read_analogies  # noqa: E402
+from embcli.queries import run_facts  # noqa: E402
+from embcli.render import describe  # noqa: E402
+from embcli.runs import find_run  # noqa: E402
 from embcli.space import EmbeddingSpace  # noqa: E402
 
 WORDS = [".", ",", "cat", "king", "red", "france", "water", "run", "big", "happy"]  # fixed before measuring
@@ -62,7 +64,7 @@ def main() -> None:
     args = ap.parse_args()
     thresholds = [int(t) for t in args.thresholds.split(",")]
     run = find_run(args.run)
-    meta = read_meta(run)
+    facts = run_facts(run)
     base = EmbeddingSpace.from_run(run, min_count=1)
     counts = base.counts
     if args.word2vec:
@@ -70,7 +72,7 @@ def main() -> None:
         from embcli.data import open_prepared
 
         settings = Word2VecSettings(vector_size=base.vectors.shape[1])
-        table, seconds = train_word2vec(open_prepared(Path(meta["corpus_path"])).split("train"), settings)
+        table, seconds = train_word2vec(open_prepared(facts.corpus_path).split("train"), settings)
         print(f"table: gensim Word2Vec on the run's training tokens ({settings.describe()}; {seconds:.0f} s)")
         base = EmbeddingSpace(table, counts, min_count=1, vocab=base.vocab, source="word2vec")
     highest = EmbeddingSpace(base.vectors, counts, min_count=max(thresholds), vocab=base.vocab)
@@ -86,8 +88,7 @@ def main() -> None:
                 fixed.append(tuple(r.ids[0] for r in ids))
     resolved = [base.resolve(w) for w in WORDS]
     top1 = {r.text: base.most_similar([r], topn=10) for r in resolved}
-    print(f"run {run}: step {meta.get('step')}, {meta.get('tokens_seen') or 0:,} tokens seen, "
-          f"val loss {meta.get('val_loss')}")
+    print(f"run {run}: step {facts.step}, {facts.tokens_seen or 0:,} tokens seen, val loss {facts.val_loss}")
     print(f"fixed analogy set: {len(fixed):,} questions whose words were seen ≥ {max(thresholds)} times")
     print(f"word list: {' '.join(WORDS)}\n")
     print("| --min-count | rows left out | WordSim353 ρ (pairs) | analogies (questions) | analogies, fixed set "
@@ -104,7 +105,7 @@ def main() -> None:
               f"{noise}/{total} |")
     print()
     for r in resolved:
-        print(f"{r.describe()}")
+        print(describe(r))
         for n in thresholds:
             space = EmbeddingSpace(base.vectors, counts, min_count=n, vocab=base.vocab)
             space._norms = base.norms
