@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import EmbcliError
 from .evaluate import AnalogyScore, PairScore
-from .runs import CONFIG, find_run, list_runs, list_snapshots, read_meta, runs_root
+from .runs import CONFIG, find_run, list_runs, list_snapshots, live_status, read_meta, runs_root
 from .space import EmbeddingSpace, Neighbor, Resolved
 
 # ---------------------------------------------------------------------------------------------
@@ -51,7 +51,7 @@ class RunFacts:
 def run_facts(run_dir: Path) -> RunFacts:
     meta = read_meta(run_dir)
     corpus_path = meta.get("corpus_path")
-    return RunFacts(path=run_dir, status=meta.get("status"), step=meta.get("step"),
+    return RunFacts(path=run_dir, status=live_status(run_dir, meta.get("status")), step=meta.get("step"),
                     tokens_seen=meta.get("tokens_seen"), train_loss=meta.get("train_loss"),
                     val_loss=meta.get("val_loss"), model=meta.get("model") or {},
                     corpus_description=(meta.get("corpus") or {}).get("description", ""),
