@@ -30,8 +30,8 @@ class TrainConfig:
     dropout: float = 0.0
     bias: bool = True
     # --- optimisation ---
-    batch_size: int = 32  # sequences per micro-step, per process
-    grad_accum: int = 1  # micro-steps per optimizer step, over all processes together
+    batch_size: int = 32  # sequences per micro-step (at most, under torchrun: train.rank_share)
+    grad_accum: int = 1  # micro-steps per optimizer step: the global batch is batch_size × grad_accum
     learning_rate: float = 3e-3
     embedding_lr: float = 0.0  # learning rate of the token table; 0 means learning_rate
     min_lr_ratio: float = 0.1  # the cosine schedule ends at learning_rate * min_lr_ratio

@@ -107,7 +107,7 @@ def _make_run_dir(name: str | None, root: Path | None) -> tuple[Path, bool]:
         if name is not None:
             run = root / name
             if (run / META).exists():
-                raise EmbcliError(f"run {run} exists already (resume it with --resume {name}, or pick another --name)")
+                raise _exists(run)
             try:
                 run.mkdir()
                 created = True
@@ -131,6 +131,13 @@ def _make_run_dir(name: str | None, root: Path | None) -> tuple[Path, bool]:
     return run, created
 
 
+def _exists(run: Path) -> EmbcliError:
+    holder = read_lock(run)
+    if holder is not None and holder_alive(holder) is not False:
+        return EmbcliError(f"{run} is in use: {describe_holder(holder)} is training it; pick another --name")
+    return EmbcliError(f"run {run} exists already (resume it with --resume {run.name}, or pick another --name)")
+
+
 def new_run_dir(name: str | None, root: Path | None = None) -> Path:
     """A fresh, writable run folder: ``root/name``, or the first free ``root/runN``."""
     return _make_run_dir(name, root)[0]
@@ -142,7 +149,7 @@ def create_run(name: str | None, root: Path | None = None) -> RunLock:
     lock = RunLock.acquire(run, created=created)
     if (run / META).exists():  # a run of this name was made between the look and the lock
         lock.release()
-        raise EmbcliError(f"run {run} exists already (resume it with --resume {run.name}, or pick another --name)")
+        raise _exists(run)
     clean_leftovers(run)
     return lock
 

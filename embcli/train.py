@@ -51,6 +51,7 @@ from .runs import (
     discard_new_run,
     find_run,
     is_snapshot_step,
+    list_snapshots,
     model_info,
     read_config,
     read_meta,
@@ -548,6 +549,9 @@ class Trainer:
             marked.write(self.run)
         except EmbcliError:  # the disk that failed the save may refuse this too: meta.json stays the last save's
             pass
+        for step, path in list_snapshots(self.run):  # the run's files describe its last save, and no later step
+            if step > marked.step:
+                path.unlink(missing_ok=True)
         return EmbcliError(f"{reason}; {self.run} is marked failed and keeps its last save (step {marked.step})"
                            + (f"; {advice}" if advice else ""), exit_code=1)
 
