@@ -48,7 +48,8 @@ def handle_errors(fn):
         try:
             return fn(*args, **kwargs)
         except EmbcliError as exc:
-            _err(str(exc))
+            if not exc.quiet:
+                _err(str(exc))
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             _err("interrupted")
@@ -141,11 +142,7 @@ def _train_config(config, overrides, resume, new_settings, stops):
             raise EmbcliError("--resume continues a run as it was configured; only --max-steps, --max-tokens, "
                               "--time-budget and --device may be given with it")
         return None
-    cfg = load_config(config, overrides)
-    if stops:  # a stop given on the command line replaces the config's stops
-        for key in ("max_steps", "max_tokens", "time_budget"):
-            setattr(cfg, key, stops.get(key, 0 if key != "time_budget" else 0.0))
-    return cfg.validate()
+    return load_config(config, overrides).with_stops(stops).validate()
 
 
 @app.command()
@@ -176,7 +173,11 @@ def train(
     stops = {"max_steps": max_steps, "max_tokens": _parse_count(max_tokens, "--max-tokens"), "time_budget": budget}
     stops = {k: v for k, v in stops.items() if v is not None}
     overrides = list(set_ or []) + ([f"seed={seed}"] if seed is not None else [])
-    cfg = _train_config(config, overrides, resume, bool(overrides or corpus or dataset), stops)
+    try:
+        cfg = _train_config(config, overrides, resume, bool(overrides or corpus or dataset), stops)
+    except EmbcliError as exc:  # under torchrun every process finds the same problem: rank 0 says it
+        exc.quiet = os.environ.get("RANK", "0") != "0"
+        raise
     spec = _corpus_spec(corpus, dataset, dataset_config, split, text_field, data_files, streaming, val_fraction)
     from .progress import console
     from .render import train_summary

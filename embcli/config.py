@@ -8,6 +8,7 @@ never a silently ignored setting.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
@@ -29,8 +30,8 @@ class TrainConfig:
     dropout: float = 0.0
     bias: bool = True
     # --- optimisation ---
-    batch_size: int = 32  # sequences per micro-step, per process
-    grad_accum: int = 1  # micro-steps per optimizer step, over all processes together
+    batch_size: int = 32  # sequences per micro-step (at most, under torchrun: train.rank_share)
+    grad_accum: int = 1  # micro-steps per optimizer step: the global batch is batch_size × grad_accum
     learning_rate: float = 3e-3
     embedding_lr: float = 0.0  # learning rate of the token table; 0 means learning_rate
     min_lr_ratio: float = 0.1  # the cosine schedule ends at learning_rate * min_lr_ratio
@@ -62,6 +63,12 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         problems = []
+        for f in fields(self):  # inf or nan in any setting trains a NaN table (or never stops)
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                problems.append(f"{f.name} must be a finite number (got {value})")
+        if not 0 <= self.seed < 2**64:  # what numpy's and torch's generators accept
+            problems.append(f"seed must be a whole number from 0 to 2**64 - 1 (got {self.seed})")
         positive = ["vocab_size", "n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum",
                     "eval_batches", "eval_interval", "checkpoint_interval", "loss_chunk", "loss_stage",
                     "negatives"]
@@ -96,6 +103,14 @@ class TrainConfig:
             raise EmbcliError("invalid config: " + "; ".join(problems))
         return self
 
+    def with_stops(self, stops: dict) -> TrainConfig:
+        """The config with the stops given on a command line: when any is given, they replace all
+        of the config's stops (one not given is off), for a new run and a resumed one alike."""
+        if stops:
+            for key in STOPS:
+                setattr(self, key, stops.get(key, type(getattr(self, key))(0)))
+        return self
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -112,6 +127,7 @@ class TrainConfig:
 
 
 FIELDS = {f.name: f for f in fields(TrainConfig)}
+STOPS = ("max_steps", "max_tokens", "time_budget")
 
 
 def _coerce(key: str, value, source: str):

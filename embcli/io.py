@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -56,11 +57,25 @@ def write_json_atomic(path: Path, obj) -> None:
 
 
 def save_npy_atomic(path: Path, array) -> None:
+    with atomic_path(path) as tmp:
+        write_npy(tmp, array)
+
+
+class _PlainWrites:
+    """A file that numpy can only ``write()`` to. Given a real file, ``np.save`` calls
+    ``ndarray.tofile``, whose error on a full disk ("N requested and M written") carries no errno;
+    through ``write()`` a full disk is an OSError that says so (ENOSPC, EFBIG, EDQUOT)."""
+
+    def __init__(self, fh):
+        self.write = fh.write
+
+
+def write_npy(path: Path, array) -> None:
+    """``array`` as an .npy file at ``path`` (not atomic: see :func:`save_npy_atomic`)."""
     import numpy as np
 
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, array)
+    with open(path, "wb") as fh:
+        np.save(_PlainWrites(fh), array)
 
 
 def fsync_dir(path: Path) -> None:
@@ -78,3 +93,77 @@ def cache_root() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "embcli"
+
+
+def os_error_text(exc: BaseException) -> str:
+    """What went wrong, in the operating system's words: "No space left on device", never "None"."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+class StagedFiles:
+    """Several files (and folders) written under temporary names beside their targets, then
+    renamed into place together: a failure while writing any of them (a full disk) leaves every
+    target as it was.
+
+    ``file(target)`` / ``folder(target)`` give the temporary path to write; :meth:`commit`
+    fsyncs and renames them in the order they were staged (a folder replaces the old one through
+    ``<target>.old``, removed last); :meth:`discard` deletes them. Used as a context manager it
+    discards whatever was not committed.
+    """
+
+    def __init__(self):
+        self._staged: list[tuple[Path, Path, bool]] = []  # (temporary, target, is a folder)
+
+    def file(self, target: Path) -> Path:
+        target = Path(target)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.fchmod(fd, 0o666 & ~_umask())
+        os.close(fd)
+        self._staged.append((Path(tmp), target, False))
+        return Path(tmp)
+
+    def folder(self, target: Path) -> Path:
+        target = Path(target)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        make_dir_public(tmp)
+        self._staged.append((tmp, target, True))
+        return tmp
+
+    def commit(self) -> None:
+        for tmp, _, is_folder in self._staged:
+            for f in (tmp.iterdir() if is_folder else [tmp]):
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+            if is_folder:
+                fsync_dir(tmp)
+        old_folders = []
+        for tmp, target, is_folder in self._staged:
+            if is_folder and target.exists():
+                old = target.with_name(target.name + ".old")
+                if old.exists():
+                    shutil.rmtree(old)
+                os.replace(target, old)  # a crash from here to the next rename leaves .old complete
+                old_folders.append(old)
+            os.replace(tmp, target)
+        for parent in {target.parent for _, target, _ in self._staged}:
+            fsync_dir(parent)
+        self._staged = []
+        for old in old_folders:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def discard(self) -> None:
+        for tmp, _, is_folder in self._staged:
+            if is_folder:
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+        self._staged = []
+
+    def __enter__(self) -> StagedFiles:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.discard()

@@ -23,7 +23,7 @@ import numpy as np
 from .directions import Concept, Direction, load_concepts, probe
 from .errors import EmbcliError
 from .evaluate import AnalogyScore, PairScore
-from .runs import CONFIG, TABLE, checkpoint_dir, find_run, list_runs, list_snapshots, read_meta, runs_root
+from .runs import CONFIG, TABLE, checkpoint_dir, find_run, list_runs, list_snapshots, live_status, read_meta, runs_root
 from .space import DEFAULT_MIN_COUNT, EmbeddingSpace, Neighbor, Resolved
 
 # ---------------------------------------------------------------------------------------------
@@ -53,7 +53,8 @@ class RunFacts:
 def run_facts(run_dir: Path) -> RunFacts:
     meta = read_meta(run_dir)
     corpus_path = meta.get("corpus_path")
-    return RunFacts(path=run_dir, status=meta.get("status"), source=meta.get("source"), step=meta.get("step"),
+    return RunFacts(path=run_dir, status=live_status(run_dir, meta.get("status")), source=meta.get("source"),
+                    step=meta.get("step"),
                     tokens_seen=meta.get("tokens_seen"), train_loss=meta.get("train_loss"),
                     val_loss=meta.get("val_loss"), model=meta.get("model") or {},
                     corpus_description=(meta.get("corpus") or {}).get("description", ""),

@@ -407,8 +407,13 @@ def train_summary(result, out) -> None:
     if result.loss_kind == "sampled":
         loss += " (sampled-softmax estimate)"
     val = f"{result.val_loss:.3f}" if result.val_loss is not None else "-"
-    out.print(f"[bold green]done[/]: {result.step:,} steps, {result.tokens:,} tokens in {result.seconds:.1f} s "
-              f"({result.tokens_per_second:,.0f} tokens/s); train loss {loss}, val loss {val} (full softmax)")
+    if result.first_step:  # a resumed run: the speed is this session's, the totals the run's
+        done = (f"steps {result.first_step:,} → {result.step:,}, {result.session_tokens:,} tokens in "
+                f"{result.seconds:.1f} s ({result.tokens_per_second:,.0f} tokens/s), {result.tokens:,} in all")
+    else:
+        done = (f"{result.step:,} steps, {result.tokens:,} tokens in {result.seconds:.1f} s "
+                f"({result.tokens_per_second:,.0f} tokens/s)")
+    out.print(f"[bold green]done[/]: {done}; train loss {loss}, val loss {val} (full softmax)")
     out.print(f"run: {result.run}   try: embcli neighbors cat --run {result.run}")
 
 

@@ -4,15 +4,19 @@
       config.json          the TrainConfig the run was started with
       meta.json            a RunMeta: status, step, tokens seen, losses, versions, the corpus manifest
       embeddings.npy       the token table, float32, memory-mapped by every query command
-      norms.npy            its row norms (float32), so a cold query skips a pass over the table
+      norms.npz            its row norms (float32), so a cold query skips a pass over the table,
+                           with the identity of the table they were computed from
       counts.npy           how often each id occurred in the training split
       snapshots/step_N.npy the table at step 0 (pure noise), 10, 30, 100, 300, ...
       checkpoint/          model.safetensors + optimizer.safetensors + rng.safetensors + state.json,
                            for --resume (what goes into them is the trainer's business: train.py)
+      .lock                held by the process writing the run (training it), and naming it
 
 Every other module names these files through this one, and meta.json is read and written only
-here (:class:`RunMeta`). Every file is replaced atomically. The ``checkpoint/`` folder is written
-whole under a temporary name and swapped in with renames; if a crash lands between the renames,
+here (:class:`RunMeta`). Every file is replaced atomically. A save (:func:`save_run_state`) writes
+the table, its norms, the checkpoint and meta.json under temporary names first and renames them
+into place only when all of them are written, so a full disk leaves the previous save whole. The
+``checkpoint/`` folder is swapped in with renames; if a crash lands between the renames,
 ``checkpoint.old/`` is still complete and is what ``--resume`` reads.
 
 This module must stay importable without torch: queries read runs too.
@@ -23,15 +27,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
+import socket
+import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .errors import EmbcliError
-from .io import fsync_dir, make_dir_public, save_npy_atomic, write_json_atomic
+from .io import StagedFiles, os_error_text, save_npy_atomic, write_json_atomic, write_npy
 
 TABLE = "embeddings.npy"
-NORMS = "norms.npy"  # the table's row norms, saved with it: a cold query need not compute them
+NORMS = "norms.npz"  # the table's row norms and the table's identity: a cold query need not compute them
+LOCK = ".lock"  # held while a process writes the run; its text says which process
 COUNTS = "counts.npy"
 META = "meta.json"
 CONFIG = "config.json"
@@ -64,13 +70,16 @@ def list_runs(root: Path | None = None) -> list[Path]:
 
 
 def find_run(name_or_path: str | None, root: Path | None = None) -> Path:
-    """A run by path, by name under the runs folder, or (None) the newest one."""
+    """A run by path, by name under the runs folder, or (None) the newest one that has a table."""
     root = root or runs_root()
     if name_or_path is None:
         runs = list_runs(root)
         if not runs:
             raise EmbcliError(f"no runs found under {root}/ (train one with: embcli train)")
-        return runs[-1]
+        with_table = [run for run in runs if (run / TABLE).is_file()]
+        if not with_table:
+            raise EmbcliError(f"no run under {root}/ has a table yet (the newest, {runs[-1].name}, has not saved one)")
+        return with_table[-1]
     for candidate in (Path(name_or_path), root / name_or_path):
         if (candidate / META).is_file():
             return candidate
@@ -79,28 +88,210 @@ def find_run(name_or_path: str | None, root: Path | None = None) -> Path:
     raise EmbcliError(f"no run {name_or_path!r} (looked for {name_or_path} and {root / name_or_path})")
 
 
-def new_run_dir(name: str | None, root: Path | None = None) -> Path:
-    """A fresh, writable run folder: ``root/name``, or the first free ``root/runN``."""
+def check_run_name(name: str) -> str:
+    """A run's name is one folder name under the runs folder: never a path that leads elsewhere."""
+    if (not name or name in (".", "..") or "/" in name or os.sep in name or (os.altsep and os.altsep in name)
+            or "\0" in name):
+        raise EmbcliError(f"a run name is one folder name under the runs folder (no '/', not '.' or '..'); "
+                          f"got {name!r}")
+    return name
+
+
+def _make_run_dir(name: str | None, root: Path | None) -> tuple[Path, bool]:
+    """``root/name`` (made if missing), or the first free ``root/runN``; and whether it was made here."""
     root = root or runs_root()
+    if name is not None:
+        check_run_name(name)
     try:
         root.mkdir(parents=True, exist_ok=True)
-        if name:
+        if name is not None:
             run = root / name
             if (run / META).exists():
-                raise EmbcliError(f"run {run} exists already (resume it with --resume {name}, or pick another --name)")
-            run.mkdir(exist_ok=True)
+                raise _exists(run)
+            try:
+                run.mkdir()
+                created = True
+            except FileExistsError:
+                created = False
         else:
             i = 1
-            while (root / f"run{i}").exists():
-                i += 1
-            run = root / f"run{i}"
-            run.mkdir()
+            while True:  # mkdir, not exists(): two processes starting at once never get the same runN
+                run = root / f"run{i}"
+                try:
+                    run.mkdir()
+                    break
+                except FileExistsError:
+                    i += 1
+            created = True
         probe = run / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise EmbcliError(f"cannot write runs to {root}: {exc.strerror}", exit_code=2) from None
-    return run
+        raise EmbcliError(f"cannot write runs to {root}: {os_error_text(exc)}", exit_code=2) from None
+    return run, created
+
+
+def _exists(run: Path) -> EmbcliError:
+    holder = read_lock(run)
+    if holder is not None and holder_alive(holder) is not False:
+        return EmbcliError(f"{run} is in use: {describe_holder(holder)} is training it; pick another --name")
+    return EmbcliError(f"run {run} exists already (resume it with --resume {run.name}, or pick another --name)")
+
+
+def new_run_dir(name: str | None, root: Path | None = None) -> Path:
+    """A fresh, writable run folder: ``root/name``, or the first free ``root/runN``."""
+    return _make_run_dir(name, root)[0]
+
+
+def create_run(name: str | None, root: Path | None = None) -> RunLock:
+    """A new run folder, as :func:`new_run_dir`, locked for this process (see :class:`RunLock`)."""
+    run, created = _make_run_dir(name, root)
+    lock = RunLock.acquire(run, created=created)
+    if (run / META).exists():  # a run of this name was made between the look and the lock
+        lock.release()
+        raise _exists(run)
+    clean_leftovers(run)
+    return lock
+
+
+def discard_new_run(lock: RunLock) -> None:
+    """Undo a start that failed before the run's first save: no empty or half-made run is left."""
+    run = lock.run
+    if lock.created:
+        shutil.rmtree(run, ignore_errors=True)
+    else:  # the folder was there before (empty, or a failed start's): take away only a run's files
+        clean_leftovers(run)
+        for name in (CONFIG, COUNTS, TABLE, NORMS, META):
+            (run / name).unlink(missing_ok=True)
+        for name in (SNAPSHOTS, CHECKPOINT, CHECKPOINT + ".old"):
+            shutil.rmtree(run / name, ignore_errors=True)
+    lock.release()
+
+
+def clean_leftovers(run: Path) -> None:
+    """What saves cut short (kill -9) leave: temporary files and checkpoint folders never renamed
+    into place, and a ``checkpoint.old/`` whose successor is complete. Call it only while holding
+    the run's lock: another writer's temporary files are not leftovers."""
+    for folder in (run, run / SNAPSHOTS):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if path.name.startswith(".") and path.name.endswith(".tmp") and path.is_file():
+                path.unlink(missing_ok=True)
+            elif path.name.startswith("." + CHECKPOINT + "-") and path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+    (run / ".write-test").unlink(missing_ok=True)
+    if (run / CHECKPOINT / CHECKPOINT_STATE).is_file():
+        shutil.rmtree(run / (CHECKPOINT + ".old"), ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The lock: one writer per run
+# ---------------------------------------------------------------------------------------------
+
+
+def _process_start(pid: int | str) -> str | None:
+    """When a process started (Linux's /proc starttime): tells a live pid from a reused one."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+@dataclass
+class RunLock:
+    """The run folder's writer lock: an exclusive ``flock`` on ``<run>/.lock``, held for the life
+    of the process that trains the run. The kernel lets go of it when that process ends however it
+    ends (kill -9 included), so a lock is never left held by nobody. The file names the holder
+    (pid, host, start) for the message a second writer gets and for :func:`live_status`.
+    """
+
+    run: Path
+    fd: int | None
+    created: bool = False  # the folder was made for this run (a start that fails removes it)
+
+    @classmethod
+    def acquire(cls, run: Path, *, created: bool = False) -> RunLock:
+        import fcntl
+
+        path = run / LOCK
+        try:
+            while True:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    raise EmbcliError(f"{run} is in use: {describe_holder(read_lock(run))} is training it; "
+                                      "wait for it to end or stop it (or pick another --name)") from None
+                try:  # a holder that let go removed the file: the one locked may no longer be the path's
+                    if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                        break
+                except FileNotFoundError:
+                    pass
+                os.close(fd)
+            holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+                      "process_start": _process_start("self")}
+            os.ftruncate(fd, 0)
+            os.write(fd, (json.dumps(holder) + "\n").encode())
+        except OSError as exc:
+            raise EmbcliError(f"cannot lock {run}: {os_error_text(exc)}") from None
+        return cls(run, fd, created)
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.unlink(self.run / LOCK)  # still held here, so no other process is using the file
+        except OSError:
+            pass
+        os.close(self.fd)
+        self.fd = None
+
+
+def read_lock(run: Path) -> dict | None:
+    """Who holds (or last held) the run's lock: {"pid", "host", "since", "process_start"}; None if unknown."""
+    try:
+        holder = json.loads((run / LOCK).read_text())
+    except (OSError, ValueError):
+        return None
+    return holder if isinstance(holder, dict) else None
+
+
+def describe_holder(holder: dict | None) -> str:
+    if not holder:
+        return "another process"
+    return f"process {holder.get('pid')} on {holder.get('host')} (since {holder.get('since')})"
+
+
+def holder_alive(holder: dict) -> bool | None:
+    """Whether the process a lock file names still runs; None when it is on another machine."""
+    if holder.get("host") != socket.gethostname():
+        return None
+    pid = holder.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    if Path("/proc/self/stat").exists():
+        started = _process_start(pid)
+        return started is not None and started == holder.get("process_start", started)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def live_status(run: Path, status: str | None) -> str | None:
+    """A run's status as it really is: "running" only while a live process holds its lock, else
+    "stale" (killed by the OS, kill -9, a machine that went down: nothing is training it)."""
+    if status != "running":
+        return status
+    holder = read_lock(run)
+    if holder is None or holder_alive(holder) is False:
+        return "stale"
+    return status
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,12 +313,53 @@ def read_config(run: Path) -> dict | None:
     return config if isinstance(config, dict) else None
 
 
-def save_table(run: Path, table) -> None:
-    """The table and its row norms, each written atomically (norms last: they describe the table)."""
+def _row_norms(rows):
     import numpy as np
 
-    save_npy_atomic(run / TABLE, table)
-    save_npy_atomic(run / NORMS, np.sqrt(np.einsum("ij,ij->i", table, table, dtype=np.float32)))
+    return np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float32))
+
+
+def _stage_table(staged: StagedFiles, run: Path, table) -> None:
+    """The table and its norms, staged; the norms record the table file's size and mtime."""
+    import numpy as np
+
+    tmp = staged.file(run / TABLE)
+    write_npy(tmp, table)
+    st = os.stat(tmp)  # a rename keeps both: they are the final file's
+    with open(staged.file(run / NORMS), "wb") as fh:
+        np.savez(fh, norms=_row_norms(table), table=np.array([st.st_size, st.st_mtime_ns], dtype=np.int64))
+
+
+def save_table(run: Path, table) -> None:
+    """The table and its row norms, written together (the norms bound to this table)."""
+    try:
+        with StagedFiles() as staged:
+            _stage_table(staged, run, table)
+            staged.commit()
+    except OSError as exc:
+        raise EmbcliError(f"cannot write {run / TABLE}: {os_error_text(exc)}", exit_code=1) from None
+
+
+def load_norms(run: Path, table):
+    """The saved row norms of ``run``'s table, or None when there are none or they are not this
+    table's: the table file's size or mtime differs from the one they were computed from (a table
+    replaced, a save cut between the two files), or a sample of rows disagrees with them."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with np.load(run / NORMS) as saved:
+            norms, made_for = saved["norms"], saved["table"]
+        st = os.stat(run / TABLE)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    if made_for.tolist() != [st.st_size, st.st_mtime_ns] or norms.shape != (len(table),) or norms.dtype != np.float32:
+        return None
+    sample = np.unique(np.linspace(0, len(table) - 1, num=min(64, len(table))).astype(np.int64))
+    if not np.allclose(_row_norms(np.asarray(table[sample], dtype=np.float32)), norms[sample], rtol=1e-5, atol=1e-6):
+        return None
+    return norms
 
 
 def save_counts(run: Path, counts) -> None:
@@ -184,30 +416,37 @@ def write_checkpoint_dir(run: Path, write_files) -> None:
     ``write_files(folder)`` writes everything; only after it returns is the old checkpoint moved
     aside, the new one renamed into place and the old one deleted.
     """
-    final, old = run / CHECKPOINT, run / (CHECKPOINT + ".old")
     try:
-        work = Path(tempfile.mkdtemp(prefix=".checkpoint-", dir=run))
-        make_dir_public(work)
+        with StagedFiles() as staged:
+            write_files(staged.folder(run / CHECKPOINT))
+            staged.commit()
     except OSError as exc:
-        raise EmbcliError(f"cannot save a checkpoint in {run}: {exc.strerror}", exit_code=1) from None
-    try:
-        write_files(work)
-        for f in work.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        fsync_dir(work)
-        if final.exists():
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(final, old)
-        os.replace(work, final)
-        fsync_dir(run)
-        shutil.rmtree(old, ignore_errors=True)
-    except OSError as exc:
-        raise EmbcliError(f"cannot save a checkpoint in {run}: {exc.strerror}; the previous one is intact",
+        raise EmbcliError(f"cannot save a checkpoint in {run}: {os_error_text(exc)}; the previous one is intact",
                           exit_code=1) from None
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+
+
+def save_run_state(run: Path, table, write_checkpoint, meta: RunMeta) -> None:
+    """One save of a training run: the table and its norms, the checkpoint folder
+    (``write_checkpoint(folder)`` fills it) and meta.json.
+
+    Everything is written under temporary names first; only when all of it is written are the
+    files renamed into place (the checkpoint first, meta.json last). A write that fails (a full
+    disk, a file-size limit) leaves the previous save as it was, and says which file and why.
+    """
+    writing = TABLE
+    try:
+        with StagedFiles() as staged:
+            _stage_table(staged, run, table)
+            writing = CHECKPOINT
+            write_checkpoint(staged.folder(run / CHECKPOINT))
+            writing = META
+            with open(staged.file(run / META), "w") as fh:
+                fh.write(meta.to_text())
+            writing = "the saved files into place"
+            staged.commit()
+    except OSError as exc:
+        raise EmbcliError(f"cannot save {run} at step {meta.step} (writing {writing}): {os_error_text(exc)}",
+                          exit_code=1) from None
 
 
 def checkpoint_dir(run: Path) -> Path:
@@ -250,7 +489,8 @@ class RunMeta:
     """
 
     format: int = META_FORMAT
-    status: str | None = None  # running, finished, interrupted, imported
+    status: str | None = None  # running, finished, interrupted, failed, imported
+    error: str | None = None  # a failed run: what stopped it
     source: str | None = None  # an imported run: the model it came from
     step: int | None = None
     tokens_seen: int | None = None
@@ -306,6 +546,9 @@ class RunMeta:
 
     def write(self, run: Path) -> None:
         write_json_atomic(run / META, self.to_json())
+
+    def to_text(self) -> str:
+        return json.dumps(self.to_json(), indent=2) + "\n"
 
     # read by meta.json key, as the JSON object
     def get(self, key: str, default=None):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import EmbcliError
-from .runs import COUNTS, NORMS, TABLE, find_run, list_snapshots, read_meta
+from .runs import COUNTS, TABLE, find_run, list_snapshots, load_norms, read_meta
 from .tokenizer import N_VOCAB, Vocab
 
 
@@ -134,13 +134,8 @@ class EmbeddingSpace:
             if counts.shape != (N_VOCAB,):
                 raise EmbcliError(f"{run_dir / COUNTS} has shape {counts.shape}, expected ({N_VOCAB},)")
         space = cls(load_table(path), counts, min_count=min_count, vocab=vocab, source=str(run_dir), step=step)
-        if path == run_dir / TABLE and (run_dir / NORMS).is_file():
-            try:
-                norms = np.load(run_dir / NORMS)
-                if norms.shape == (len(space.vectors),) and norms.dtype == np.float32:
-                    space._norms = norms
-            except (ValueError, OSError, EOFError):
-                pass  # damaged cache: computed from the table instead
+        if path == run_dir / TABLE:
+            space._norms = load_norms(run_dir, space.vectors)  # None (computed when needed) unless this table's
         return space
 
     # -- basic facts ---------------------------------------------------------------------------

@@ -2,22 +2,27 @@
 
 One process or many: under ``torchrun`` each process is one rank of a DistributedDataParallel
 job (nccl on CUDA, gloo on CPU). All ranks draw the *same* global batch from the same seeded
-generator and each keeps only its own micro-batches, so N processes see exactly the data one
-process would, and the loss curve matches a single process with the same global batch.
+generator and each keeps only its own share of its sequences, so N processes see exactly the data
+one process would, and the loss curve matches a single process with the same global batch.
 
 What makes a run reproducible and resumable: the batch generator's state, the model and AdamW
 state, the step and the tokens seen are all saved in the checkpoint, so ``--resume`` continues
-the very same trajectory.
+the very same trajectory. A stop signal (Ctrl-C, SIGTERM) saves the run first; a step it cuts
+short is rolled back, so the save is the state before that step and the resume repeats it exactly.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import platform
+import re
+import signal
+import threading
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -37,18 +42,22 @@ from .runs import (
     CHECKPOINT_RNG,
     CHECKPOINT_STATE,
     CONFIG,
+    RunLock,
     RunMeta,
+    check_run_name,
     checkpoint_dir,
+    clean_leftovers,
+    create_run,
+    discard_new_run,
     find_run,
     is_snapshot_step,
+    list_snapshots,
     model_info,
-    new_run_dir,
     read_config,
     read_meta,
     save_counts,
+    save_run_state,
     save_snapshot,
-    save_table,
-    write_checkpoint_dir,
     write_config,
 )
 
@@ -110,6 +119,162 @@ def setup_distributed(device_name: str) -> tuple[Dist, torch.device]:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return Dist(rank, world, local_rank), device
+
+
+def rank_share(cfg: TrainConfig, world: int) -> tuple[int, int]:
+    """One process's share of the global batch: (micro-steps, sequences per micro-step).
+
+    The global batch is batch_size × grad_accum sequences, however many processes there are;
+    each takes an equal, contiguous slice of them, in equal micro-steps of at most batch_size
+    sequences. Equal sizes everywhere make the mean of the micro-steps' mean losses, averaged over
+    the processes, the global batch's mean loss: the loss curve of one process.
+    """
+    total = cfg.batch_size * cfg.grad_accum
+    if total % world:
+        raise EmbcliError(f"the global batch of {total} sequences (batch_size {cfg.batch_size} × grad_accum "
+                          f"{cfg.grad_accum}) cannot be split evenly over {world} processes: make batch_size × "
+                          f"grad_accum a multiple of {world}")
+    share = total // world
+    micro_steps = -(-share // cfg.batch_size)
+    while share % micro_steps:
+        micro_steps += 1
+    return micro_steps, share // micro_steps
+
+
+def memory_needed(cfg: TrainConfig, world: int, device: torch.device) -> dict[str, int]:
+    """A lower bound of the bytes one process needs to train ``cfg``: {"device": ..., "host": ...}.
+
+    Counted: the weights, their gradients and AdamW's two moments (16 bytes a parameter); the
+    activations a micro-step keeps for its backward pass (at least 8 numbers per token, layer and
+    dimension, and the attention matrix where model.py writes it out); the loss's logits; and
+    the global batch's windows, which every process draws (as uint16, then int64). What is left
+    out is smaller or depends on the corpus, so a config this refuses could never have run.
+    """
+    _, size = rank_share(cfg, world)
+    d, T, L, V = cfg.n_embd, cfg.block_size, cfg.n_layer, cfg.vocab_size
+    bf16 = cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and device.type == "cuda")
+    number = 2 if bf16 else 4
+    tokens = size * T
+    weights = 16 * cfg.parameter_count()["parameters"]
+    activations = 8 * L * tokens * d * number
+    if device.type == "cpu" and T <= 256:  # CausalSelfAttention writes the (T × T) matrix out here
+        activations += L * size * cfg.n_head * T * T * number
+    if cfg.loss == "sampled":
+        logits = tokens * (cfg.negatives + 1) * 4
+    elif cfg.loss == "plain" and cfg.output_vocab == "full":
+        logits = 2 * tokens * V * 4  # the logits and their gradient
+    else:
+        logits = min(cfg.loss_chunk, tokens) * (V if cfg.output_vocab == "full" else 1) * 4
+    windows = cfg.batch_size * cfg.grad_accum * (T + 1) * (2 + 8)
+    model = weights + activations + logits
+    if device.type == "cuda":
+        return {"device": model, "host": windows}
+    return {"device": 0, "host": model + windows}
+
+
+def host_memory() -> int | None:
+    """The machine's memory, or the container's limit when that is lower; None if unknown."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1024
+    raise AssertionError
+
+
+def check_fits(cfg: TrainConfig, dist: Dist, device: torch.device) -> None:
+    """Refuse, before anything is allocated, a config that cannot fit in this machine's memory."""
+    need = memory_needed(cfg, dist.world, device)
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", dist.world))  # processes sharing this machine's memory
+    processes = f" ({local} processes)" if local > 1 else ""
+    have = host_memory()
+    if have and need["host"] * local > have:
+        raise EmbcliError(f"this config needs at least {_size(need['host'] * local)} of memory to train{processes}, "
+                          f"and this machine has {_size(have)}: lower batch_size, block_size or the model's size")
+    if need["device"] and device.type == "cuda":
+        gpu = torch.cuda.get_device_properties(device)
+        if need["device"] > gpu.total_memory:
+            raise EmbcliError(f"this config needs at least {_size(need['device'])} of GPU memory per process, and "
+                              f"{device} ({gpu.name}) has {_size(gpu.total_memory)}: lower batch_size, block_size "
+                              "or the model's size")
+
+
+# ---------------------------------------------------------------------------------------------
+# Stop signals
+# ---------------------------------------------------------------------------------------------
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal taken while training: SIGINT (Ctrl-C) or SIGTERM."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class StopSignals:
+    """Ctrl-C (SIGINT) and SIGTERM (what SLURM, Kubernetes and ``timeout`` send) while training.
+
+    Either raises :class:`Interrupted` wherever the program is, except inside :meth:`held` (an
+    optimizer update with its step count, a save), where it waits for the section's end: a step
+    is applied whole or not at all, and a save is never cut in half. Installed in the main thread
+    only (Python runs signal handlers there); a signal a shell set to be ignored stays ignored.
+    """
+
+    def __init__(self):
+        self.pending: int | None = None
+        self.depth = 0
+        self.previous: dict = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.depth:
+            self.pending = signum
+        else:
+            raise Interrupted(signum)
+
+    @contextmanager
+    def held(self, deliver: bool = True):
+        """Signals wait until the block is done; then one that came is raised (or, if not
+        ``deliver``, left pending for :meth:`deliver`)."""
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+        if deliver:
+            self.deliver()
+
+    def deliver(self) -> None:
+        """Raise the signal that came while signals were held, if one did."""
+        if self.pending is not None and not self.depth:
+            signum, self.pending = self.pending, None
+            raise Interrupted(signum)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,6 +390,20 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]
     opt.load_state_dict({"state": state, "param_groups": groups})
 
 
+def _save_safetensors(tensors: dict, path: Path, metadata: dict | None = None) -> None:
+    """safetensors' save_file, its I/O errors as the OSError they were (a full disk says so)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except SafetensorError as exc:
+        code = re.search(r"(?:os error|code:) (\d+)", str(exc))
+        if code:
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from None
+        raise OSError(str(exc)) from None
+
+
 def table_numpy(model: GPT) -> np.ndarray:
     return model.wte.weight.detach().float().cpu().numpy()
 
@@ -283,10 +462,12 @@ class TrainResult:
     tokens: int
     train_loss: float | None
     val_loss: float | None
-    seconds: float
-    tokens_per_second: float
+    seconds: float  # this session's (a resumed run's earlier sessions are not in it)
+    tokens_per_second: float  # this session's tokens over this session's seconds
     status: str
     loss_kind: str = "fused"  # "sampled": the train loss is the sampled-softmax estimate
+    first_step: int = 0  # where this session began (> 0: a resumed run)
+    session_tokens: int | None = None  # tokens trained in this session (None: all of them)
 
 
 @dataclass
@@ -294,6 +475,7 @@ class _Session:
     """This process's share of the run (a resumed run has had others): for the speed it reports."""
 
     started: float = field(default_factory=time.perf_counter)
+    first_step: int = 0
     steps: int = 0
     tokens: int = 0
     val_text: str = "-"  # the last validation loss measured in this session, for the progress bar
@@ -311,11 +493,13 @@ class Trainer:
     """
 
     def __init__(self, cfg: TrainConfig, corpus: PreparedCorpus, run: Path, device: torch.device,
-                 dist: Dist, *, log=None, progress: bool = True, on_step=None):
+                 dist: Dist, *, log=None, progress: bool = True, on_step=None, signals: StopSignals | None = None):
         self.cfg, self.corpus, self.run, self.device, self.dist = cfg, corpus, run, device, dist
         self.log = log or (lambda *a: None)
         self.show_progress = progress and dist.main
         self.on_step = on_step
+        self.signals = signals or StopSignals()  # not installed: held() still orders the work
+        self.share = rank_share(cfg, dist.world)
         torch.manual_seed(cfg.seed)
         self.model = GPT(GPTConfig.from_train_config(cfg)).to(device)
         self.raw_model = self.model  # self.model may become a DDP or torch.compile wrapper of it
@@ -330,7 +514,7 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
         self.step, self.tokens, self.seconds = 0, 0, 0.0
         self.history: dict[str, list] = {"train": [], "val": []}
-        self.last_good_step = None
+        self.saved: RunMeta | None = None  # meta.json as the last save wrote it (what a failure falls back to)
 
     def _choose_losses(self) -> None:
         """The training loss the config names (losses.py), and validation's: the full softmax."""
@@ -352,32 +536,57 @@ class Trainer:
     # -- state ---------------------------------------------------------------------------------
 
     def save(self, status: str) -> None:
-        """Table, meta and resume state; rank 0 only."""
+        """Table, checkpoint and meta, as one save (runs.save_run_state); rank 0 only.
+        A save that cannot be written stops the run: :meth:`fail`."""
         if not self.dist.main:
             return
-        from safetensors.torch import save_file
-
-        save_table(self.run, table_numpy(self.raw_model))
         opt_tensors, opt_meta = _optimizer_tensors(self.optimizer)
         state = {"step": self.step, "tokens": self.tokens, "seconds": self.seconds,
                  "sampler": self.sampler.rng.bit_generator.state, "optimizer": opt_meta,
                  "history": self.history}
         model_state = {k: v.detach().cpu().contiguous() for k, v in self.raw_model.state_dict().items()}
+        rng = {"torch_rng": torch.get_rng_state()}
+        if self.device.type == "cuda":  # the sampled softmax draws its negatives there
+            rng["cuda_rng"] = torch.cuda.get_rng_state(self.device)
 
         def write(folder: Path) -> None:
-            save_file(model_state, str(folder / CHECKPOINT_MODEL), metadata={"step": str(self.step)})
-            save_file(opt_tensors, str(folder / CHECKPOINT_OPTIMIZER), metadata={"step": str(self.step)})
-            rng = torch.get_rng_state()
-            save_file({"torch_rng": rng}, str(folder / CHECKPOINT_RNG))
+            _save_safetensors(model_state, folder / CHECKPOINT_MODEL, metadata={"step": str(self.step)})
+            _save_safetensors(opt_tensors, folder / CHECKPOINT_OPTIMIZER, metadata={"step": str(self.step)})
+            _save_safetensors(rng, folder / CHECKPOINT_RNG)
             (folder / CHECKPOINT_STATE).write_text(json.dumps(state, default=_json_default))
 
-        write_checkpoint_dir(self.run, write)
-        self.last_good_step = self.step
-        self.meta(status).write(self.run)
+        meta = self.meta(status)
+        try:
+            with self.signals.held():
+                save_run_state(self.run, table_numpy(self.raw_model), write, meta)
+        except EmbcliError as exc:
+            raise self.fail(str(exc), "free some space (or fix the cause), then continue it with: "
+                                      f"embcli train --resume {self.run}") from None
+        self.saved = meta
+
+    def fail(self, reason: str, advice: str) -> EmbcliError:
+        """Mark the run failed at its last save, which stays as it was, and the error that says so."""
+        if self.saved is None or not self.dist.main:  # nothing saved: a start that failed (train() tidies it)
+            return EmbcliError(reason, exit_code=1, quiet=not self.dist.main)
+        marked = dataclasses.replace(self.saved, status="failed", error=reason)
+        try:
+            marked.write(self.run)
+        except EmbcliError:  # the disk that failed the save may refuse this too: meta.json stays the last save's
+            pass
+        for step, path in list_snapshots(self.run):  # the run's files describe its last save, and no later step
+            if step > marked.step:
+                path.unlink(missing_ok=True)
+        return EmbcliError(f"{reason}; {self.run} is marked failed and keeps its last save (step {marked.step})"
+                           + (f"; {advice}" if advice else ""), exit_code=1)
 
     def snapshot(self) -> None:
         if self.dist.main and self.cfg.snapshots:
-            save_snapshot(self.run, self.step, table_numpy(self.raw_model))
+            try:
+                with self.signals.held():
+                    save_snapshot(self.run, self.step, table_numpy(self.raw_model))
+            except EmbcliError as exc:
+                raise self.fail(str(exc), "free some space (or fix the cause), then continue it with: "
+                                          f"embcli train --resume {self.run}") from None
 
     def meta(self, status: str) -> RunMeta:
         train, val = self.history["train"], self.history["val"]
@@ -395,17 +604,18 @@ class Trainer:
             state = json.loads((folder / CHECKPOINT_STATE).read_text())
             self.raw_model.load_state_dict(load_file(str(folder / CHECKPOINT_MODEL), device=str(self.device)))
             opt = load_file(str(folder / CHECKPOINT_OPTIMIZER), device=str(self.device))
-            rng = load_file(str(folder / CHECKPOINT_RNG))["torch_rng"]
+            rng = load_file(str(folder / CHECKPOINT_RNG))
             groups = state["optimizer"]["param_groups"]
             _load_optimizer(self.optimizer, opt, groups)
-            torch.set_rng_state(rng)
+            torch.set_rng_state(rng["torch_rng"])
+            if "cuda_rng" in rng and self.device.type == "cuda":
+                torch.cuda.set_rng_state(rng["cuda_rng"], self.device)
             self.sampler.rng.bit_generator.state = state["sampler"]
         except (OSError, KeyError, ValueError, RuntimeError, SafetensorError, json.JSONDecodeError) as exc:
             raise EmbcliError(f"cannot resume from {self.run}: its checkpoint is damaged "
                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
         self.step, self.tokens, self.seconds = state["step"], state["tokens"], state["seconds"]
         self.history = state["history"]
-        self.last_good_step = self.step
 
     # -- steps ---------------------------------------------------------------------------------
 
@@ -433,41 +643,76 @@ class Trainer:
         return val
 
     def train_step(self) -> float:
-        """One optimizer step over the global batch (this rank's micro-batches of it); its mean loss."""
+        """One optimizer step over the global batch (this rank's share of it); its mean loss.
+
+        Drawing the batch and computing the gradients may be cut short by a stop signal: then the
+        generators are put back as they were before the step, so a save made now is the state
+        before it and a resume repeats it exactly. The update and the step count run with the
+        signals held (:class:`StopSignals`): a step is applied whole or not at all.
+        """
+        t0 = time.perf_counter()
+        before = self._generators()
+        try:
+            total = self._gradients()
+        except BaseException:
+            self._set_generators(before)
+            self.optimizer.zero_grad(set_to_none=True)
+            raise
+        with self.signals.held(deliver=False):  # delivered once the step is recorded (fit)
+            if self.cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            lr = learning_rate(self.cfg, self.step, run_progress(self.cfg, self.step, self.tokens, self.seconds))
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr * group["lr_scale"]
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = total.item()
+            self.step += 1
+            self.tokens += self.cfg.tokens_per_step
+            self.seconds += time.perf_counter() - t0
+        return loss
+
+    def _gradients(self) -> torch.Tensor:
+        """Draw the global batch, and backpropagate this rank's share of it; the batch's mean loss."""
         cfg, dist = self.cfg, self.dist
-        per_rank = cfg.grad_accum // dist.world
+        micro_steps, size = self.share
         x_all, y_all = self.sampler.draw(cfg.batch_size * cfg.grad_accum)
         if self.sampled is not None:  # one draw per step, so every process and micro-step shares it
             self.sampled.draw()
         total = torch.zeros((), device=self.device)
-        x_all, y_all = torch.from_numpy(x_all), torch.from_numpy(y_all)
+        mine = slice(dist.rank * micro_steps * size, (dist.rank + 1) * micro_steps * size)
+        x_all, y_all = torch.from_numpy(x_all[mine]), torch.from_numpy(y_all[mine])
         if self.device.type == "cuda":
             # page-locked host memory: the copies below return at once and run in the stream's order,
             # so Python queues the micro-steps' kernels without waiting for the transfers
             x_all, y_all = x_all.pin_memory(), y_all.pin_memory()
-        for micro in range(per_rank):
-            g = micro * dist.world + dist.rank  # this rank's micro-steps of the global batch
-            sl = slice(g * cfg.batch_size, (g + 1) * cfg.batch_size)
+        for micro in range(micro_steps):
+            sl = slice(micro * size, (micro + 1) * size)
             x = x_all[sl].to(self.device, non_blocking=True)
             y = y_all[sl].to(self.device, non_blocking=True)
-            sync = nullcontext() if (not dist.enabled or micro == per_rank - 1) else self.model.no_sync()
+            sync = nullcontext() if (not dist.enabled or micro == micro_steps - 1) else self.model.no_sync()
             with sync:
                 with self.amp:
-                    loss = self.model(x, y, loss_fn=self.loss_fn) / per_rank
+                    loss = self.model(x, y, loss_fn=self.loss_fn) / micro_steps
                 loss.backward()
             total += loss.detach().float()
         if dist.enabled:
             import torch.distributed as tdist
 
             tdist.all_reduce(total, op=tdist.ReduceOp.AVG)
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        lr = learning_rate(cfg, self.step, run_progress(cfg, self.step, self.tokens, self.seconds))
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr * group["lr_scale"]
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return total.item()
+        return total
+
+    def _generators(self) -> tuple:
+        """Every random generator a step draws from: the batch sampler's, torch's (and CUDA's)."""
+        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        return self.sampler.rng.bit_generator.state, torch.get_rng_state(), cuda
+
+    def _set_generators(self, states: tuple) -> None:
+        sampler, cpu, cuda = states
+        self.sampler.rng.bit_generator.state = sampler
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda, self.device)
 
     def done(self) -> bool:
         cfg = self.cfg
@@ -477,16 +722,17 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------
 
     def fit(self) -> TrainResult:
-        """Train until a stop is reached (or Ctrl-C: saved, and continued by --resume)."""
+        """Train until a stop is reached (or a stop signal: saved, and continued by --resume)."""
         from .progress import training_progress
 
         self._wrap_model()
-        if self.step == 0:
-            self.snapshot()
         bar = training_progress(self.show_progress)
-        session = _Session()
-        status = "finished"
+        session = _Session(first_step=self.step)
+        status, signum = "finished", None
         try:
+            if self.step == 0:  # the table at once: queries can read a run from its first second
+                self.snapshot()
+                self.save("running")
             if bar:
                 bar.start()
                 task = bar.add_task("train", total=1000, step=self.step, loss="-", val="-", tok_s="-")
@@ -501,12 +747,14 @@ class Trainer:
                                val=session.val_text, tok_s=f"{session.tokens_per_second():,.0f}")
                 if self.on_step:
                     self.on_step(self)
-        except KeyboardInterrupt:
-            status = "interrupted"
+                if not self.done():  # a signal that came during the update: the step is whole now
+                    self.signals.deliver()
+        except KeyboardInterrupt as exc:  # Interrupted, or a KeyboardInterrupt from elsewhere
+            status, signum = "interrupted", getattr(exc, "signum", signal.SIGINT)
         finally:
             if bar:
                 bar.stop()
-        return self.finish(status, session)
+        return self.finish(status, session, signum)
 
     def _wrap_model(self) -> None:
         if self.dist.enabled:
@@ -518,8 +766,7 @@ class Trainer:
             self.model = torch.compile(self.model)
 
     def _timed_step(self, session: _Session) -> float:
-        """train_step, counted and timed; a non-finite loss stops the run (the last save is kept)."""
-        t0 = time.perf_counter()
+        """train_step, counted for this session; a non-finite loss stops the run (the last save is kept)."""
         try:
             loss = self.train_step()
         except Exception as exc:  # torch.compile needs a C++ compiler; without one, run eager
@@ -531,14 +778,10 @@ class Trainer:
             self.model = self.model._orig_mod
             loss = self.train_step()
         session.steps += 1
-        if not math.isfinite(loss):
-            raise EmbcliError(f"training diverged: the loss became {loss} at step {self.step + 1}; "
-                              f"the last good checkpoint (step {self.last_good_step}) is kept in {self.run} "
-                              "(lower --set learning_rate=...)", exit_code=1)
-        self.step += 1
-        self.tokens += self.cfg.tokens_per_step
         session.tokens += self.cfg.tokens_per_step
-        self.seconds += time.perf_counter() - t0
+        if not math.isfinite(loss):
+            raise self.fail(f"training diverged: the loss became {loss} at step {self.step}",
+                            f"start again with a lower learning_rate (it was {self.cfg.learning_rate:g})")
         return loss
 
     def after_step(self, loss: float) -> float | None:
@@ -555,21 +798,27 @@ class Trainer:
             self.save("running")
         return val
 
-    def finish(self, status: str, session: _Session) -> TrainResult:
-        """The end of a session: save where it stopped, with a validation loss and a snapshot there."""
-        if status == "interrupted":
-            self.save("interrupted")
-            raise EmbcliError(f"interrupted at step {self.step}; saved. Continue with: embcli train --resume {self.run}",
-                              exit_code=130)
-        if not self.history["val"] or self.history["val"][-1][0] != self.step:
-            self.validate()
-        if self.cfg.snapshots and not is_snapshot_step(self.step):
-            self.snapshot()
-        self.save(status)
+    def finish(self, status: str, session: _Session, signum: int | None = None) -> TrainResult:
+        """The end of a session: save where it stopped, with a validation loss and a snapshot there.
+        Stop signals that come now are let go: the run is stopping already, and saves."""
+        with self.signals.held(deliver=False):
+            self.signals.pending = None
+            if status == "interrupted":
+                self.save("interrupted")
+                how = "interrupted" if signum in (None, signal.SIGINT) else f"stopped by {signal.Signals(signum).name}"
+                raise EmbcliError(f"{how} at step {self.step}; saved. Continue with: embcli train --resume {self.run}",
+                                  exit_code=128 + (signum or signal.SIGINT), quiet=not self.dist.main)
+            if not self.history["val"] or self.history["val"][-1][0] != self.step:
+                self.validate()
+            if self.cfg.snapshots and not is_snapshot_step(self.step):
+                self.snapshot()
+            self.save(status)
+            self.signals.pending = None
         wall = time.perf_counter() - session.started
         meta = self.meta(status)
         return TrainResult(self.run, self.step, self.tokens, meta.train_loss, meta.val_loss, wall,
-                           session.tokens / max(wall, 1e-9), status, self.cfg.loss)
+                           session.tokens / max(wall, 1e-9), status, self.cfg.loss, session.first_step,
+                           session.tokens)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -580,29 +829,62 @@ class Trainer:
 def train(cfg: TrainConfig, spec: CorpusSpec | None = None, *, name: str | None = None, resume: str | None = None,
           device: str = "auto", runs_dir: Path | None = None, cache_dir: Path | None = None,
           progress: bool = True, log=None, on_step=None, stop_overrides: dict | None = None) -> TrainResult:
-    """Train (or resume) a run and return where it ended. The library entry point of ``embcli train``."""
+    """Train (or resume) a run and return where it ended. The library entry point of ``embcli train``.
+
+    The run folder is locked for the whole session (one writer per run). A new run whose start
+    fails before its first save is removed; a failure after it marks the run failed; SIGINT and
+    SIGTERM save the run and end with exit code 130 or 143.
+    """
     dist, dev = setup_distributed(device)
     log = log if (log and dist.main) else (lambda *a: None)  # one process speaks
+    lock: RunLock | None = None
+    trainer: Trainer | None = None
     try:
-        if resume:
-            cfg, corpus, run, folder = _reopen_run(resume, runs_dir, cache_dir, stop_overrides,
-                                                   progress=progress and dist.main)
-        else:
-            cfg.validate()
-            corpus, run = _start_run(spec, name, runs_dir, cache_dir, dist, progress=progress)
-        if cfg.grad_accum % dist.world:
-            raise EmbcliError(f"grad_accum ({cfg.grad_accum}) must be a multiple of the number of processes ({dist.world})")
-        trainer = Trainer(cfg, corpus, run, dev, dist, log=log, progress=progress, on_step=on_step)
-        if resume:
-            trainer.load(folder)
-            log(f"resuming {run} at step {trainer.step} ({trainer.tokens:,} tokens seen)")
-        elif dist.main:
-            write_config(run, cfg.to_dict())
-            save_counts(run, corpus.counts())
-            trainer.meta("running").write(run)
-        _announce(log, trainer, dev)
-        return trainer.fit()
+        with StopSignals() as signals:
+            try:
+                try:  # everything that can be said before any work, the same in every process
+                    run = find_run(resume, runs_dir) if resume else None
+                    cfg = _resumed_config(run, stop_overrides) if resume else cfg.validate()
+                    if name is not None and not resume:
+                        check_run_name(name)
+                    check_fits(cfg, dist, dev)
+                except EmbcliError as exc:
+                    exc.quiet = not dist.main
+                    raise
+                if resume:
+                    lock, corpus, folder = _reopen_run(run, cache_dir, dist, progress=progress and dist.main)
+                else:
+                    lock, corpus, run = _start_run(spec, name, runs_dir, cache_dir, dist, progress=progress)
+                trainer = Trainer(cfg, corpus, run, dev, dist, log=log, progress=progress, on_step=on_step,
+                                  signals=signals)
+                if resume:
+                    trainer.load(folder)
+                    if dist.main:
+                        trainer.saved = read_meta(run)
+                        trainer.saved.status, trainer.saved.error = "running", None
+                        trainer.saved.write(run)
+                    log(f"resuming {run} at step {trainer.step} ({trainer.tokens:,} tokens seen)")
+                elif dist.main:
+                    write_config(run, cfg.to_dict())
+                    save_counts(run, corpus.counts())
+                _announce(log, trainer, dev)
+                return trainer.fit()
+            except BaseException as exc:
+                saved = trainer is not None and trainer.saved is not None
+                if lock is not None and not resume and not saved:
+                    discard_new_run(lock)  # a start that failed leaves no run behind
+                    lock = None
+                elif saved and dist.main and not isinstance(exc, (EmbcliError, KeyboardInterrupt)):
+                    trainer.fail(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}", "")
+                if isinstance(exc, KeyboardInterrupt):  # a stop signal before training began
+                    signum = getattr(exc, "signum", signal.SIGINT)
+                    raise EmbcliError(f"{'interrupted' if signum == signal.SIGINT else 'stopped by ' + signal.Signals(signum).name}"
+                                      " before training began; nothing was saved", exit_code=128 + signum,
+                                      quiet=not dist.main) from None
+                raise
     finally:
+        if lock is not None:
+            lock.release()
         if dist.enabled:
             import torch.distributed as tdist
 
@@ -610,18 +892,27 @@ def train(cfg: TrainConfig, spec: CorpusSpec | None = None, *, name: str | None 
                 tdist.destroy_process_group()
 
 
-def _reopen_run(resume: str, runs_dir: Path | None, cache_dir: Path | None, stop_overrides: dict | None, *,
-                progress: bool) -> tuple[TrainConfig, PreparedCorpus, Path, Path]:
-    """A run to resume: its config (with new stops), its corpus, its folder and its checkpoint."""
-    run = find_run(resume, runs_dir)
+def _resumed_config(run: Path, stop_overrides: dict | None) -> TrainConfig:
+    """The config a run was made with, with the stops given now (as for a new run: TrainConfig.with_stops)."""
     saved = read_config(run)
     try:
         cfg = TrainConfig(**saved)
     except TypeError:  # None (missing, not JSON) or keys this TrainConfig does not have
         raise EmbcliError(f"cannot resume {run}: its {CONFIG} is missing or damaged") from None
-    for key, value in (stop_overrides or {}).items():
-        setattr(cfg, key, value)
-    cfg.validate()
+    return cfg.with_stops(stop_overrides or {}).validate()
+
+
+def _reopen_run(run: Path, cache_dir: Path | None, dist: Dist, *,
+                progress: bool) -> tuple[RunLock | None, PreparedCorpus, Path]:
+    """A run to resume, locked by rank 0 and cleared of leftovers: its corpus and its checkpoint."""
+    lock, error = None, None
+    if dist.main:
+        try:
+            lock = RunLock.acquire(run)
+            clean_leftovers(run)
+        except EmbcliError as exc:
+            error = str(exc)
+    _share_outcome(dist, error)
     folder = checkpoint_dir(run)
     meta = read_meta(run)
     corpus = None
@@ -632,21 +923,34 @@ def _reopen_run(resume: str, runs_dir: Path | None, cache_dir: Path | None, stop
             pass
     if corpus is None:
         corpus = prepare(CorpusSpec(**meta.corpus["spec"]), cache_dir, progress=progress)
-    return cfg, corpus, run, folder
+    return lock, corpus, folder
+
+
+def _share_outcome(dist: Dist, error: str | None) -> None:
+    """Under torchrun: rank 0's error, raised in every process (said by rank 0 alone)."""
+    if dist.enabled:
+        import torch.distributed as tdist
+
+        box = [error]
+        tdist.broadcast_object_list(box, src=0)
+        error = box[0]
+    if error is not None:
+        raise EmbcliError(error, quiet=not dist.main)
 
 
 def _start_run(spec: CorpusSpec | None, name: str | None, runs_dir: Path | None, cache_dir: Path | None,
-               dist: Dist, *, progress: bool) -> tuple[PreparedCorpus, Path]:
-    """The corpus, tokenized (or found in the cache), and a new run folder.
+               dist: Dist, *, progress: bool) -> tuple[RunLock | None, PreparedCorpus, Path]:
+    """The corpus, tokenized (or found in the cache), and a new run folder, locked.
 
     Under torchrun, rank 0 does both and the other ranks wait for it, then open what it made.
     """
     shared: list = [None, None, None]
+    lock = None
     if dist.main:
         try:
             corpus = prepare(spec or CorpusSpec(), cache_dir, progress=progress)
-            run = new_run_dir(name, runs_dir)
-            shared = [str(corpus.path), str(run), None]
+            lock = create_run(name, runs_dir)
+            shared = [str(corpus.path), str(lock.run), None]
         except EmbcliError as exc:
             if not dist.enabled:
                 raise
@@ -656,9 +960,9 @@ def _start_run(spec: CorpusSpec | None, name: str | None, runs_dir: Path | None,
 
         tdist.broadcast_object_list(shared, src=0)
         if shared[2] is not None:
-            raise EmbcliError(shared[2])
-        corpus, run = open_prepared(Path(shared[0])), Path(shared[1])
-    return corpus, run
+            raise EmbcliError(shared[2], quiet=not dist.main)
+        corpus = open_prepared(Path(shared[0]))
+    return lock, corpus, Path(shared[1])
 
 
 def _announce(log, trainer: Trainer, device: torch.device) -> None:

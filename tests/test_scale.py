@@ -60,16 +60,6 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(corpus_
 
 
 @pytest.mark.slow
-def test_grad_accum_must_split_over_processes(corpus_file):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                          "--master-port", str(free_port()), "-m", "embcli", "train", "--corpus", str(corpus_file),
-                          *SETS, "--set", "grad_accum=3", "--max-steps", "2", "--quiet"],
-                         capture_output=True, text=True, env=env, timeout=300)
-    assert ddp.returncode != 0 and "must be a multiple of the number of processes" in ddp.stderr
-
-
-@pytest.mark.slow
 def test_kill_9_then_resume_reaches_the_uninterrupted_loss(corpus_file, tmp_path):
     runs = tmp_path / "runs"
     steps = 20

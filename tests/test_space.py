@@ -290,18 +290,16 @@ def test_saved_norms_are_the_tables_and_are_used(trained_run, tmp_path):
     import shutil
 
     table = np.load(trained_run / "embeddings.npy")
-    norms = np.load(trained_run / "norms.npy")
+    with np.load(trained_run / "norms.npz") as saved:
+        norms = saved["norms"]
     np.testing.assert_allclose(norms, np.linalg.norm(table, axis=1), rtol=1e-5)
-    # A copy whose saved norms are twice the truth: if queries use the saved file (and do not
-    # compute norms from the table), every cosine comes out halved.
-    copy = tmp_path / "doubled"
-    shutil.copytree(trained_run, copy, ignore=shutil.ignore_patterns("checkpoint", "snapshots"))
-    np.save(copy / "norms.npy", norms * 2)
-    true, doubled = EmbeddingSpace.from_run(trained_run), EmbeddingSpace.from_run(copy)
-    np.testing.assert_array_equal(doubled.norms, norms * 2)
-    cat = true.resolve("cat")
-    expected = [n.similarity / 2 for n in true.most_similar([cat], topn=5)]
-    assert [n.similarity for n in doubled.most_similar([cat], topn=5)] == pytest.approx(expected, rel=1e-5)
+    # Loaded with the table rather than computed from it: in the run, and in a copy that keeps the
+    # files' times (cp -p, rsync -a). Saved norms that are not the table's: tests/test_faults.py.
+    copy = shutil.copytree(trained_run, tmp_path / "copy", ignore=shutil.ignore_patterns("checkpoint", "snapshots"))
+    for run in (trained_run, copy):
+        space = EmbeddingSpace.from_run(run)
+        assert space._norms is not None
+        np.testing.assert_array_equal(space.norms, norms)
 
 
 def test_heat_strip_on_a_colour_terminal(trained_run):

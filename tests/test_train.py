@@ -117,13 +117,15 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(corpus_file, tiny, monkey
     real = train_mod.Trainer.train_step
 
     def poisoned(self):
-        return float("nan") if self.step == 12 else real(self)
+        loss = real(self)
+        return float("nan") if self.step == 13 else loss
 
     monkeypatch.setattr(train_mod.Trainer, "train_step", poisoned)
     with pytest.raises(EmbcliError, match="diverged.*step 13.*step 10") as info:
         train(tiny(max_steps=20), spec(corpus_file), name="n", progress=False)
     assert info.value.exit_code == 1
-    assert runs.read_meta(runs.find_run("n")).step == 10
+    meta = runs.read_meta(runs.find_run("n"))
+    assert (meta.step, meta.status) == (10, "failed") and "diverged" in meta.error
     assert json.loads((runs.find_run("n") / "checkpoint" / "state.json").read_text())["step"] == 10
 
 
