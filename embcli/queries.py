@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import EmbcliError
 from .evaluate import AnalogyScore, PairScore
-from .runs import CONFIG, find_run, list_runs, list_snapshots, read_meta, runs_root
+from .runs import CONFIG, find_run, list_runs, list_snapshots, metrics_history, read_meta, runs_root
 from .space import EmbeddingSpace, Neighbor, Resolved
 
 # ---------------------------------------------------------------------------------------------
@@ -57,6 +57,12 @@ def run_facts(run_dir: Path) -> RunFacts:
                     corpus_description=(meta.get("corpus") or {}).get("description", ""),
                     corpus_path=Path(corpus_path) if corpus_path else None, loss_kind=meta.get("loss"),
                     history=meta.get("history") or {})
+
+
+def loss_history(run_dir: Path) -> dict:
+    """A run's losses, {"train"|"val": [[step, tokens, loss], ...]}: from metrics.jsonl, the training
+    log, or for a run made before it existed, from meta.json's history."""
+    return metrics_history(run_dir) or run_facts(run_dir).history
 
 
 def model_shape(run_dir: Path) -> dict:
@@ -454,5 +460,5 @@ __all__ = [
     "AnalogyResult", "EvalResult", "LeftOut", "ModelResult", "NeighborsResult", "OddOneOutResult", "RowResult",
     "RunFacts", "RunsResult", "SimilarityResult", "TableResult", "TokenizeResult", "TraceResult", "analogy",
     "check_baseline", "evaluate", "inspect_model", "inspect_row", "inspect_table", "inspect_token", "left_out", "model_shape",
-    "neighbors", "odd_one_out", "open_space", "resolve_all", "run_facts", "runs", "similarity", "tokenize", "trace",
+    "loss_history", "neighbors", "odd_one_out", "open_space", "resolve_all", "run_facts", "runs", "similarity", "tokenize", "trace",
 ]
