@@ -303,22 +303,23 @@ def _read_checkpoint_model(run: Path, meta) -> tuple[dict[str, np.ndarray], int]
     return weights, step
 
 
-def _facts_at(meta, step: int) -> dict:
-    """Tokens and losses at ``step`` (the checkpoint's), from the run's record."""
-    if meta.step == step:
-        facts = {"tokens": meta.tokens_seen, "train_loss": meta.train_loss, "val_loss": meta.val_loss}
-        val = [row for row in (meta.history or {}).get("val", []) if row[0] == step]
-        facts["val_step"] = step if meta.val_loss is not None and val else None
-        return facts
-    history = meta.history or {}
+def _facts_at(run: Path, meta, step: int) -> dict:
+    """Tokens and losses at ``step`` (the checkpoint's), from the run's log (metrics.jsonl, or
+    meta.json's history for older runs); the validation loss is the last measured by then."""
+    from .runs import metrics_history
+
+    history = metrics_history(run) or meta.history or {}
     train = [row for row in history.get("train", []) if row[0] == step]
     val = [row for row in history.get("val", []) if row[0] <= step]
-    return {"tokens": train[-1][1] if train else None, "train_loss": train[-1][2] if train else None,
-            "val_loss": val[-1][2] if val else None, "val_step": val[-1][0] if val else None}
+    facts = {"tokens": train[-1][1] if train else None, "train_loss": train[-1][2] if train else None,
+             "val_loss": val[-1][2] if val else None, "val_step": val[-1][0] if val else None}
+    if meta.step == step and meta.tokens_seen is not None:
+        facts["tokens"] = meta.tokens_seen
+    return facts
 
 
-def _model_card(run: Path, meta, cfg: dict, step: int, parameters: int) -> str:
-    facts = _facts_at(meta, step)
+def _model_card(run: Path, meta, cfg: dict, step: int, parameters: int, folder: str) -> str:
+    facts = _facts_at(run, meta, step)
     corpus = (meta.corpus or {}).get("description", "unknown")
     kind = {"sampled": "sampled-softmax estimate", "fused": "full softmax", "plain": "full softmax"}.get(meta.loss, "")
     number = lambda x, fmt: "unknown" if x is None else format(x, fmt)  # noqa: E731
@@ -330,7 +331,8 @@ def _model_card(run: Path, meta, cfg: dict, step: int, parameters: int) -> str:
         "---", "library_name: transformers", "pipeline_tag: text-generation", "tags:", "- gpt2", "- embcli", "---", "",
         f"# {run.name}: a GPT-2-style model trained by embcli", "",
         "A GPT-2 (learned positions, pre-LayerNorm blocks, GELU, output layer tied to the token table) "
-        "trained with [embcli](https://pypi.org/project/embcli/), exported at its checkpoint.", "",
+        "trained with embcli, which trains GPT-2-style token embeddings; exported with "
+        "`embcli export -f hf` from the run's checkpoint.", "",
         "| | |", "|---|---|",
         f"| corpus | {corpus} |",
         f"| steps | {step:,}" + (f" (the run went on to step {meta.step:,}; its checkpoint is from step {step:,})"
@@ -338,7 +340,7 @@ def _model_card(run: Path, meta, cfg: dict, step: int, parameters: int) -> str:
         f"| tokens seen | {number(facts['tokens'], ',')} |",
         f"| training loss | {number(facts['train_loss'], '.4f')}" + (f" ({kind})" if kind else "") + " |",
         f"| validation loss | {val} (full softmax over 50,257 tokens, held-out split) |",
-        f"| model | {cfg['n_layer']} layers, {cfg['n_head']} heads, width {cfg['n_embd']}, context {cfg['block_size']}, "
+        f"| model | {cfg['n_layer']} layer{'s' if cfg['n_layer'] != 1 else ''}, {cfg['n_head']} heads, width {cfg['n_embd']}, context {cfg['block_size']}, "
         f"{parameters:,} parameters ({cfg['vocab_size']:,} × {cfg['n_embd']} token table) |",
         f"| trained with | embcli {versions.get('embcli', '?')}, torch {versions.get('torch', '?')}, "
         f"on {meta.device or '?'} |",
@@ -350,7 +352,8 @@ def _model_card(run: Path, meta, cfg: dict, step: int, parameters: int) -> str:
         lines += ["", "Trained with `output_vocab = \"corpus\"`: the softmax covered only the ids the corpus has, so "
                   "the logits of the other ids were never trained."]
     lines += ["", "```python", "from transformers import AutoTokenizer, GPT2LMHeadModel", "",
-              'tokenizer = AutoTokenizer.from_pretrained("PATH")', 'model = GPT2LMHeadModel.from_pretrained("PATH")',
+              f"tokenizer = AutoTokenizer.from_pretrained({folder!r})",
+              f"model = GPT2LMHeadModel.from_pretrained({folder!r})",
               'ids = tokenizer("The cat", return_tensors="pt").input_ids',
               "print(tokenizer.decode(model.generate(ids, max_new_tokens=20, do_sample=False, "
               "pad_token_id=tokenizer.eos_token_id)[0]))", "```", ""]
@@ -411,6 +414,7 @@ def export_hf(run: Path, out: Path, *, step: int | None = None, force: bool = Fa
     if not cfg or not all(isinstance(cfg.get(k), int) for k in ("n_layer", "n_head", "n_embd", "block_size",
                                                                   "vocab_size")):
         raise EmbcliError(f"{run}/config.json is missing or damaged: the model's shape is unknown")
+    _check_output_folder(out, run, force)
     tensors = hf_weights(weights, cfg)
     parameters = sum(v.size for v in weights.values())
     files = {HF_MODEL: save(tensors, metadata={"format": "pt"}),
@@ -418,8 +422,7 @@ def export_hf(run: Path, out: Path, *, step: int | None = None, force: bool = Fa
              "generation_config.json": (json.dumps({"bos_token_id": 50256, "eos_token_id": 50256}, indent=2)
                                         + "\n").encode(),
              **_tokenizer_files(cfg["block_size"]),
-             "README.md": _model_card(run, meta, cfg, saved_step, parameters).encode()}
-    _check_output_folder(out, run, force)
+             "README.md": _model_card(run, meta, cfg, saved_step, parameters, out.name).encode()}
     _write_folder(out, files)
     return {"format": "hf", "step": saved_step, "parameters": parameters, "rows": cfg["vocab_size"],
             "dim": cfg["n_embd"], "folder": str(out), "files": [str(out / name) for name in files]}
