@@ -536,18 +536,18 @@ class Trainer:
         return loss
 
     def after_step(self, loss: float) -> float | None:
-        """Record the step's loss; validate, snapshot and checkpoint when their turn comes.
+        """Record the step's loss; validate, log, snapshot and checkpoint when their turn comes.
         Returns the validation loss when one was measured."""
         cfg = self.cfg
         self.history["train"].append([self.step, self.tokens, round(loss, 5)])
         val = None
         if self.step % cfg.eval_interval == 0 or self.done():
             val = self.validate()
+        self.log_metrics(loss, val)  # before the checkpoint: a step it covers is always in the log
         if is_snapshot_step(self.step):
             self.snapshot()
         if self.step % cfg.checkpoint_interval == 0 and not self.done():
             self.save("running")
-        self.log_metrics(loss, val)
         return val
 
     def log_metrics(self, loss: float | None, val: float | None) -> None:
