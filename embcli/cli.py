@@ -166,7 +166,8 @@ def train(
     max_tokens: Optional[str] = typer.Option(None, "--max-tokens", help="Stop after this many tokens: 2000000, 2e6, 2M."),
     time_budget: Optional[str] = typer.Option(None, "--time-budget", help="Stop after this long: 600, 10m, 1h."),
     runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Where runs live (default ./runs)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or progress lines."),
+    json_out: bool = typer.Option(False, "--json", help="Print the final summary as JSON (progress stays on stderr)."),
 ):
     """Tokenize the corpus (cached) and train a tied GPT; the table lands in runs/<name>/."""
     budget = _parse_duration(time_budget)
@@ -187,7 +188,7 @@ def train(
     result = run_training(cfg, spec, name=name, resume=resume, device=device, runs_dir=runs_dir,
                           progress=not quiet, log=log, stop_overrides=stops)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
-        train_summary(result, _out())
+        train_summary(result, _out(), as_json=json_out)
 
 
 @app.command()
@@ -363,18 +364,39 @@ def evaluate(run: Optional[str] = RunOpt, step: Optional[int] = StepOpt, min_cou
 
 @app.command()
 @handle_errors
-def export(fmt: str = typer.Option(..., "--format", "-f", help="word2vec, word2vec-bin, projector, npy, safetensors."),
-           output: Path = typer.Option(..., "--output", "-o", help="Output file (a folder for projector)."),
-           run: Optional[str] = RunOpt, step: Optional[int] = StepOpt, min_count: int = MinCountOpt,
-           top: Optional[int] = typer.Option(None, "--top", min=1, help="Only the N most frequent tokens.")):
-    """Write the table for gensim, TensorBoard's projector, numpy or safetensors."""
+def export(fmt: str = typer.Option(..., "--format", "-f", help="word2vec, word2vec-bin, projector, npy, safetensors, "
+                                   "or hf (the whole model for transformers)."),
+           output: Path = typer.Option(..., "--output", "-o", help="Output file (a folder for projector and hf)."),
+           run: Optional[str] = RunOpt,
+           step: Optional[int] = typer.Option(None, "--step", help="The table snapshot at this step instead of the "
+                                              "final table (hf: the model exists only at the checkpoint's step)."),
+           min_count: Optional[int] = typer.Option(None, "--min-count", min=0, help="Leave out rows seen fewer "
+                                                   "times in training (default 1)."),
+           top: Optional[int] = typer.Option(None, "--top", min=1, help="Only the N most frequent tokens."),
+           keys: Optional[str] = typer.Option(None, "--keys", help="word2vec keys: words (default; ' king' is "
+                                              "king, other tokens @@ + GPT-2's spelling) or gpt2 (Ġking)."),
+           force: bool = typer.Option(False, "--force", help="hf: replace an output folder that is not empty.")):
+    """Write the table for gensim, TensorBoard's projector, numpy or safetensors, or the model for transformers."""
     from .export import FORMATS
-    from .export import export as do_export
     from .render import exported
 
     if fmt not in FORMATS:
         raise EmbcliError(f"unknown format {fmt!r} (use {', '.join(FORMATS)})")
-    exported(do_export(_space(run, step, min_count), fmt, output, min_count=min_count, top=top), _out())
+    if keys is not None and fmt not in ("word2vec", "word2vec-bin"):
+        raise EmbcliError("--keys spells the keys of -f word2vec and word2vec-bin; other formats have none")
+    if fmt == "hf":
+        from .export import export_hf
+        from .runs import find_run
+
+        if top is not None or min_count is not None:
+            raise EmbcliError("--top and --min-count choose rows of the table; -f hf exports the whole model")
+        exported(export_hf(find_run(run), output, step=step, force=force), _out())
+        return
+    from .export import export as do_export
+
+    min_count = 1 if min_count is None else min_count
+    exported(do_export(_space(run, step, min_count), fmt, output, min_count=min_count, top=top,
+                       keys=keys or "words"), _out())
 
 
 @app.command("import-hf")
@@ -417,12 +439,12 @@ def plot_words(words: List[str] = typer.Argument(..., help="Tokens to place on t
 def plot_loss(run: Optional[str] = typer.Argument(None, help="Run (default: the newest)."), output: Path = OutOpt):
     """Training and validation loss against tokens seen."""
     from .plots import plot_loss as draw
-    from .queries import run_facts
+    from .queries import loss_history, run_facts
     from .render import wrote
     from .runs import find_run
 
     facts = run_facts(find_run(run))
-    wrote(draw(facts.history, facts.loss_kind, output, facts.path.name), _out())
+    wrote(draw(loss_history(facts.path), facts.loss_kind, output, facts.path.name), _out())
 
 
 @app.command()

@@ -23,7 +23,18 @@ import numpy as np
 from .directions import Concept, Direction, load_concepts, probe
 from .errors import EmbcliError
 from .evaluate import AnalogyScore, PairScore
-from .runs import CONFIG, TABLE, checkpoint_dir, find_run, list_runs, list_snapshots, live_status, read_meta, runs_root
+from .runs import (
+    CONFIG,
+    TABLE,
+    checkpoint_dir,
+    find_run,
+    list_runs,
+    list_snapshots,
+    live_status,
+    metrics_history,
+    read_meta,
+    runs_root,
+)
 from .space import DEFAULT_MIN_COUNT, EmbeddingSpace, Neighbor, Resolved
 
 # ---------------------------------------------------------------------------------------------
@@ -60,6 +71,12 @@ def run_facts(run_dir: Path) -> RunFacts:
                     corpus_description=(meta.get("corpus") or {}).get("description", ""),
                     corpus_path=Path(corpus_path) if corpus_path else None, loss_kind=meta.get("loss"),
                     history=meta.get("history") or {})
+
+
+def loss_history(run_dir: Path) -> dict:
+    """A run's losses, {"train"|"val": [[step, tokens, loss], ...]}: from metrics.jsonl, the training
+    log, or for a run made before it existed, from meta.json's history."""
+    return metrics_history(run_dir) or run_facts(run_dir).history
 
 
 def model_shape(run_dir: Path) -> dict:
@@ -658,6 +675,6 @@ __all__ = [
     "AnalogyResult", "Candidate", "DirectionsResult", "EvalResult", "LeftOut", "ModelResult", "NeighborsResult",
     "OddOneOutResult", "PredictResult", "RowResult", "RunFacts", "RunsResult", "SimilarityResult", "TableResult",
     "TokenizeResult", "TraceResult", "analogy", "check_baseline", "directions", "evaluate", "inspect_model",
-    "inspect_row", "inspect_table", "inspect_token", "left_out", "model_shape", "neighbors", "odd_one_out",
+    "inspect_row", "inspect_table", "inspect_token", "left_out", "loss_history", "model_shape", "neighbors", "odd_one_out",
     "open_space", "predict", "prompt_ids", "resolve_all", "run_facts", "runs", "similarity", "tokenize", "trace",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Callable
 
 from .queries import (
@@ -401,8 +402,18 @@ TEXT: dict[type, Callable] = {
 # ---------------------------------------------------------------------------------------------
 
 
-def train_summary(result, out) -> None:
-    """The last two lines of ``embcli train``: what was done, and where the table is."""
+def train_summary(result, out, *, as_json: bool = False) -> None:
+    """The last two lines of ``embcli train``: what was done, and where the table is (or, as JSON,
+    the same facts: ``train --json``)."""
+    if as_json:
+        from .runs import METRICS
+
+        print_json({"run": str(result.run), "status": result.status, "step": result.step, "tokens": result.tokens,
+                    "train_loss": result.train_loss, "train_loss_kind": result.loss_kind,
+                    "val_loss": result.val_loss, "seconds": round(result.seconds, 3),
+                    "tokens_per_second": round(result.tokens_per_second, 1),
+                    "metrics": str(Path(result.run) / METRICS)}, out)
+        return
     loss = f"{result.train_loss:.3f}" if result.train_loss is not None else "-"
     if result.loss_kind == "sampled":
         loss += " (sampled-softmax estimate)"
@@ -429,6 +440,12 @@ def prepared(corpus, out, *, as_json: bool = False) -> None:
 
 
 def exported(info: dict, out) -> None:
+    if info["format"] == "hf":
+        folder = info["folder"]
+        out.print(f"wrote a GPT-2 for transformers ({info['parameters']:,} parameters, step {info['step']:,}) to "
+                  f"{folder}: {', '.join(Path(f).name for f in info['files'])}\n"
+                  f"load: GPT2LMHeadModel.from_pretrained({folder!r}), AutoTokenizer.from_pretrained({folder!r})")
+        return
     out.print(f"wrote {info['rows']:,} rows × {info['dim']} ({info['format']}): {', '.join(info['files'])}")
 
 

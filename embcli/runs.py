@@ -10,6 +10,8 @@
       snapshots/step_N.npy the table at step 0 (pure noise), 10, 30, 100, 300, ...
       checkpoint/          model.safetensors + optimizer.safetensors + rng.safetensors + state.json,
                            for --resume (what goes into them is the trainer's business: train.py)
+      metrics.jsonl        one JSON object per training step, appended as training goes (MetricsLog)
+      tb/                  TensorBoard scalars, when tensorboard is installed (written by train.py)
       .lock                held by the process writing the run (training it), and naming it
 
 Every other module names these files through this one, and meta.json is read and written only
@@ -48,6 +50,8 @@ CHECKPOINT_MODEL = "model.safetensors"
 CHECKPOINT_OPTIMIZER = "optimizer.safetensors"
 CHECKPOINT_RNG = "rng.safetensors"
 CHECKPOINT_STATE = "state.json"  # written last by the trainer: its presence marks a complete folder
+METRICS = "metrics.jsonl"
+TENSORBOARD = "tb"
 
 META_FORMAT = 1
 
@@ -456,6 +460,102 @@ def checkpoint_dir(run: Path) -> Path:
         if (folder / CHECKPOINT_STATE).is_file():
             return folder
     raise EmbcliError(f"{run} has no checkpoint to resume from")
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics.jsonl: the training log
+# ---------------------------------------------------------------------------------------------
+
+
+class MetricsLog:
+    """``metrics.jsonl``, written while training: one JSON object per line, flushed as it is written,
+    so ``tail -f``, pandas (``read_json(path, lines=True)``) and a crashed run all see every step so far.
+
+    A record is what the trainer measured at one step: ``step``, ``tokens``, ``train_loss`` and
+    ``train_loss_kind`` (the config's loss: ``sampled`` is an estimate, ``fused`` and ``plain`` the
+    exact softmax), ``val_loss`` when validation ran, ``lr`` (per parameter group), ``tokens_per_s``
+    (this session's), ``elapsed_s`` (training time summed over sessions) and ``time`` (Unix time).
+    A resumed run appends: :func:`read_metrics` lets the later session's records win.
+
+    Logging never stops training: if a line cannot be written (a full disk), ``error`` says why and
+    nothing more is written.
+    """
+
+    def __init__(self, run: Path):
+        self.path = run / METRICS
+        self.error: str | None = None
+        self._fh = None
+        try:
+            self._fh = open(self.path, "a+b")
+            self._fh.seek(0, os.SEEK_END)
+            if self._fh.tell():  # a crash may have cut the last line short: start on a line of our own
+                self._fh.seek(-1, os.SEEK_END)
+                if self._fh.read(1) != b"\n":
+                    self._fh.write(b"\n")
+        except OSError as exc:
+            self._fail(exc)
+
+    def write(self, record: dict) -> None:
+        if self._fh is None:
+            return
+        try:
+            self._fh.write((json.dumps(record, separators=(", ", ": ")) + "\n").encode())
+            self._fh.flush()
+        except OSError as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: OSError) -> None:
+        self.error = f"cannot write {self.path}: {exc.strerror}; training goes on without it"
+        self.close()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            try:
+                self._fh.close()
+            except OSError:
+                pass
+            self._fh = None
+
+
+def read_metrics(run: Path) -> list[dict]:
+    """The records of metrics.jsonl in step order, [] when there is none.
+
+    A step's record (one with ``train_loss``) at or below the step before it means a resumed
+    session started over from its checkpoint: the earlier session's records from that step on are
+    dropped, as the run itself dropped them. A record without ``train_loss`` (a validation with no
+    step of its own, at the end of a session) is merged into its step's. A line that is not a JSON
+    object (cut short by a crash) is skipped.
+    """
+    try:
+        lines = (run / METRICS).read_bytes().splitlines()
+    except OSError:
+        return []
+    records: list[dict] = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+            continue
+        step = record["step"]
+        if "train_loss" not in record and records and records[-1]["step"] == step:
+            records[-1] = {**records[-1], **record}
+            continue
+        while records and records[-1]["step"] >= step:
+            records.pop()
+        records.append(record)
+    return records
+
+
+def metrics_history(run: Path) -> dict | None:
+    """The losses of metrics.jsonl as meta.json's history ({"train"|"val": [[step, tokens, loss], ...]});
+    None when the run has no metrics file (runs made before it existed)."""
+    records = read_metrics(run)
+    if not records:
+        return None
+    return {kind: [[r["step"], r.get("tokens"), r[f"{kind}_loss"]] for r in records
+                   if isinstance(r.get(f"{kind}_loss"), (int, float))] for kind in ("train", "val")}
 
 
 # ---------------------------------------------------------------------------------------------

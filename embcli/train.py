@@ -42,6 +42,8 @@ from .runs import (
     CHECKPOINT_RNG,
     CHECKPOINT_STATE,
     CONFIG,
+    TENSORBOARD,
+    MetricsLog,
     RunLock,
     RunMeta,
     check_run_name,
@@ -404,6 +406,22 @@ def _save_safetensors(tensors: dict, path: Path, metadata: dict | None = None) -
         raise OSError(str(exc)) from None
 
 
+def tensorboard_writer(run: Path, first_step: int):
+    """A SummaryWriter on runs/<name>/tb/, or None: tensorboard is an optional extra
+    (pip install 'embcli[tensorboard]'); without it torch.utils.tensorboard does not import.
+
+    A resumed session starts over from its checkpoint: ``purge_step`` hides what an earlier
+    session logged from ``first_step`` on, as read_metrics drops it from metrics.jsonl."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    try:
+        return SummaryWriter(str(run / TENSORBOARD), flush_secs=30, purge_step=first_step if first_step > 1 else None)
+    except OSError:
+        return None
+
+
 def table_numpy(model: GPT) -> np.ndarray:
     return model.wte.weight.detach().float().cpu().numpy()
 
@@ -515,6 +533,9 @@ class Trainer:
         self.step, self.tokens, self.seconds = 0, 0, 0.0
         self.history: dict[str, list] = {"train": [], "val": []}
         self.saved: RunMeta | None = None  # meta.json as the last save wrote it (what a failure falls back to)
+        self.session = _Session()
+        self.metrics: MetricsLog | None = None  # opened at the first record (rank 0): metrics.jsonl
+        self.tensorboard = None  # and TensorBoard's SummaryWriter, when tensorboard is installed
 
     def _choose_losses(self) -> None:
         """The training loss the config names (losses.py), and validation's: the full softmax."""
@@ -726,16 +747,13 @@ class Trainer:
         from .progress import training_progress
 
         self._wrap_model()
-        bar = training_progress(self.show_progress)
-        session = _Session(first_step=self.step)
+        bar = training_progress(self.show_progress)  # a bar on a terminal, plain lines in a log
+        session = self.session = _Session(first_step=self.step)
         status, signum = "finished", None
         try:
             if self.step == 0:  # the table at once: queries can read a run from its first second
                 self.snapshot()
                 self.save("running")
-            if bar:
-                bar.start()
-                task = bar.add_task("train", total=1000, step=self.step, loss="-", val="-", tok_s="-")
             while not self.done():
                 loss = self._timed_step(session)
                 val = self.after_step(loss)
@@ -743,8 +761,7 @@ class Trainer:
                     session.val_text = f"{val:.3f}"
                 if bar:
                     progress = min(run_progress(self.cfg, self.step, self.tokens, self.seconds), 1)
-                    bar.update(task, completed=1000 * progress, step=self.step, loss=f"{loss:.3f}",
-                               val=session.val_text, tok_s=f"{session.tokens_per_second():,.0f}")
+                    bar.update(self.step, progress, loss, session.val_text, session.tokens_per_second())
                 if self.on_step:
                     self.on_step(self)
                 if not self.done():  # a signal that came during the update: the step is whole now
@@ -753,7 +770,8 @@ class Trainer:
             status, signum = "interrupted", getattr(exc, "signum", signal.SIGINT)
         finally:
             if bar:
-                bar.stop()
+                bar.close()
+            self.close_logs()
         return self.finish(status, session, signum)
 
     def _wrap_model(self) -> None:
@@ -785,18 +803,56 @@ class Trainer:
         return loss
 
     def after_step(self, loss: float) -> float | None:
-        """Record the step's loss; validate, snapshot and checkpoint when their turn comes.
+        """Record the step's loss; validate, log, snapshot and checkpoint when their turn comes.
         Returns the validation loss when one was measured."""
         cfg = self.cfg
         self.history["train"].append([self.step, self.tokens, round(loss, 5)])
         val = None
         if self.step % cfg.eval_interval == 0 or self.done():
             val = self.validate()
+        self.log_metrics(loss, val)  # before the checkpoint: a step it covers is always in the log
         if is_snapshot_step(self.step):
             self.snapshot()
         if self.step % cfg.checkpoint_interval == 0 and not self.done():
             self.save("running")
         return val
+
+    def log_metrics(self, loss: float | None, val: float | None) -> None:
+        """This step's record in metrics.jsonl (runs.MetricsLog) and, when tensorboard is installed,
+        the same scalars in runs/<name>/tb/. ``loss`` None: a validation with no step of its own."""
+        if not self.dist.main:
+            return
+        if self.metrics is None:
+            self.metrics = MetricsLog(self.run)
+            self.tensorboard = tensorboard_writer(self.run, self.step if loss is not None else self.step + 1)
+        record = {"step": self.step, "tokens": self.tokens}
+        if loss is not None:
+            record.update(train_loss=round(loss, 5), train_loss_kind=self.cfg.loss)
+        if val is not None:
+            record["val_loss"] = round(val, 5)
+        if loss is not None:
+            record["lr"] = {g["name"]: float(f"{g['lr']:.6g}") for g in self.optimizer.param_groups}
+            record.update(tokens_per_s=round(self.session.tokens_per_second(), 1), elapsed_s=round(self.seconds, 3))
+        record["time"] = round(time.time(), 3)
+        failed = self.metrics.error
+        self.metrics.write(record)
+        if self.metrics.error and not failed:
+            self.log(self.metrics.error)
+        if self.tensorboard is not None:
+            scalars = {"loss/train": record.get("train_loss"), "loss/val": record.get("val_loss"),
+                       "speed/tokens_per_s": record.get("tokens_per_s")}
+            scalars.update({f"lr/{name}": lr for name, lr in record.get("lr", {}).items()})
+            for tag, value in scalars.items():
+                if value is not None:
+                    self.tensorboard.add_scalar(tag, value, self.step)
+
+    def close_logs(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
 
     def finish(self, status: str, session: _Session, signum: int | None = None) -> TrainResult:
         """The end of a session: save where it stopped, with a validation loss and a snapshot there.
@@ -809,7 +865,10 @@ class Trainer:
                 raise EmbcliError(f"{how} at step {self.step}; saved. Continue with: embcli train --resume {self.run}",
                                   exit_code=128 + (signum or signal.SIGINT), quiet=not self.dist.main)
             if not self.history["val"] or self.history["val"][-1][0] != self.step:
-                self.validate()
+                val = self.validate()
+                if val is not None:
+                    self.log_metrics(None, val)
+                    self.close_logs()
             if self.cfg.snapshots and not is_snapshot_step(self.step):
                 self.snapshot()
             self.save(status)

@@ -62,7 +62,8 @@ def test_predict_command(trained_run):
     assert "softmax over all 50,257 tokens" in out.stdout and "␣animal" in out.stdout
     assert "h · row" not in out.stdout
     out = runner.invoke(app, ["predict", "a dog is an", "--explain", "--run", str(trained_run)])
-    assert out.exit_code == 0 and "h · row (table)" in out.stdout and "equal to 1e-4" in out.stdout
+    flowed = " ".join(out.stdout.split())  # the note wraps where the run's path length puts it
+    assert out.exit_code == 0 and "h · row (table)" in out.stdout and "equal to 1e-4" in flowed
     out = runner.invoke(app, ["predict", "a dog is an", "-k", "2", "--json", "--explain", "--run", str(trained_run)])
     data = json.loads(out.stdout)
     assert len(data["candidates"]) == 2 and data["candidates"][0]["token"] == "␣animal"
