@@ -741,6 +741,31 @@ def trace(word: str = typer.Argument(..., help="The word to follow through train
 
 
 # ---------------------------------------------------------------------------------------------
+# explore: one self-contained page of the table at every snapshot (library: embcli/explore.py)
+# ---------------------------------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def explore(run: Optional[str] = RunOpt,
+            output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                                  help="HTML file to write (default: explore-<run>.html)."),
+            tokens: int = typer.Option(3000, "--tokens", "-n", help="How many of the most frequent tokens (≤ 20000)."),
+            min_count: int = typer.Option(1, "--min-count", help="Leave out tokens seen fewer times in training."),
+            open_: bool = typer.Option(False, "--open", help="Open the page in a web browser.")):
+    """One HTML page: the table at every snapshot on one map, with search, neighbours and analogies."""
+    from .explore import describe
+    from .explore import explore as build
+
+    info = build(run, output, tokens=tokens, min_count=min_count)
+    _out().print(describe(info), soft_wrap=True)
+    if open_:
+        import webbrowser
+
+        webbrowser.open(Path(info["path"]).resolve().as_uri())
+
+
+# ---------------------------------------------------------------------------------------------
 # shell
 # ---------------------------------------------------------------------------------------------
 
