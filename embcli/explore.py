@@ -1,6 +1,6 @@
 """`embcli explore`: one self-contained HTML page that shows a run's table at every snapshot.
 
-The page is a template (``assets/explore.html``) filled with two things: plotly.js, inlined from
+The page is a template (``templates/explore.html``) filled with two things: plotly.js, inlined from
 the ``plotly`` Python package (so the page makes no network request and opens from ``file://``),
 and the page data built here — the chosen tokens, their rows at every snapshot, and their 2-D
 coordinates on one set of axes (see :mod:`embcli.projection`).
@@ -189,7 +189,7 @@ def _float16_cosine_error(units: np.ndarray, half: np.ndarray, sample: np.ndarra
 
 
 def template() -> str:
-    return (resources.files("embcli") / "assets" / "explore.html").read_text(encoding="utf-8")
+    return (resources.files("embcli") / "templates" / "explore.html").read_text(encoding="utf-8")
 
 
 def render_html(data: dict, js: str | None = None) -> str:
@@ -221,6 +221,8 @@ def check_writable(out: Path) -> None:
     if out.suffix.lower() not in (".html", ".htm"):
         raise EmbcliError(f"the explore page is HTML: give an output name ending in .html (got {out})")
     parent = out.parent if str(out.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise EmbcliError(f"cannot write {out}: {parent} is a file, not a folder")
     if not parent.is_dir():
         raise EmbcliError(f"cannot write {out}: the folder {parent} does not exist")
     import os
