@@ -660,23 +660,52 @@ def import_hf(source: str = typer.Argument(..., help="A local GPT2LMHeadModel fo
 # pictures
 # ---------------------------------------------------------------------------------------------
 
-plot_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Pictures (PNG) of a table or a run.")
+plot_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                       help="Pictures (PNG, SVG or PDF; GIF for plot words over training) of a table or a run.")
 app.add_typer(plot_app, name="plot")
-OutOpt = typer.Option(..., "--output", "-o", help="PNG file to write.")
+OutOpt = typer.Option(..., "--output", "-o", help="File to write: .png, .svg or .pdf.")
 
 
 @plot_app.command("words")
 @handle_errors
-def plot_words(words: List[str] = typer.Argument(..., help="Tokens to place on the map."), output: Path = OutOpt,
+def plot_words(words: List[str] = typer.Argument(..., help="Tokens to place on the map; words joined by commas "
+                                                 "(cat,dog,horse) are a group and share a colour."),
+               output: Path = typer.Option(..., "--output", "-o", help="File to write: .png, .svg, .pdf, or .gif "
+                                           "(an animation over the snapshots)."),
                neighbors: int = typer.Option(0, "--neighbors", min=0, help="Add each word's K nearest neighbours."),
-               run: Optional[str] = RunOpt, step: Optional[int] = StepOpt, min_count: int = MinCountOpt,
-               exact: bool = ExactOpt):
-    """A 2-D PCA map of chosen tokens (cat dog king queen man woman ...), labelled."""
-    from .plots import plot_words as draw
+               run: Optional[str] = RunOpt,
+               step: Optional[List[int]] = typer.Option(None, "--step", help="A snapshot instead of the final table; "
+                                                        "given several times with --steps or a .gif: those snapshots."),
+               steps: bool = typer.Option(False, "--steps", help="Small multiples of the snapshots (all, or those "
+                                          "given with --step) on one set of axes."),
+               min_count: int = MinCountOpt, exact: bool = ExactOpt):
+    """A 2-D PCA map of chosen tokens (cat dog king queen man woman ...), labelled; --steps: over training."""
+    from .plots import check_output, word_groups
 
-    space = _space(run, step, min_count)
-    resolved = _resolve_all(space, words, exact, None)
-    _out().print(f"wrote {draw(space, resolved, neighbors, output)}")
+    over_training = steps or Path(output).suffix.lower() == ".gif"
+    check_output(output, gif=over_training)
+    if step and len(step) > 1 and not over_training:
+        raise EmbcliError("several --step values need --steps (small multiples) or a .gif output")
+    groups = word_groups(words)
+    flat = [w for g in groups for w in g]
+    group_of = [k for k, g in enumerate(groups) for _ in g]
+    grouped = any(len(g) > 1 for g in groups)
+    group_words = groups if grouped else None
+    if over_training:
+        from .checkpoint import find_run
+        from .plots import plot_words_over_training
+
+        space = _space(run, None, min_count)
+        resolved = _resolve_all(space, flat, exact, None)
+        path = plot_words_over_training(space, find_run(run), resolved, neighbors, output, steps=step or None,
+                                        groups=group_of, group_words=group_words)
+    else:
+        from .plots import plot_words as draw
+
+        space = _space(run, step[0] if step else None, min_count)
+        resolved = _resolve_all(space, flat, exact, None)
+        path = draw(space, resolved, neighbors, output, groups=group_of, group_words=group_words)
+    _out().print(f"wrote {path}")
 
 
 @plot_app.command("loss")
@@ -695,7 +724,7 @@ def plot_loss(run: Optional[str] = typer.Argument(None, help="Run (default: the 
 def trace(word: str = typer.Argument(..., help="The word to follow through training."), run: Optional[str] = RunOpt,
           top: int = typer.Option(5, "--top", "-k", min=1), with_: Optional[List[str]] = typer.Option(
               None, "--with", help="Words whose similarity to WORD the picture follows (default: final top 3)."),
-          output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also draw a PNG."),
+          output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also draw a picture (.png, .svg, .pdf)."),
           min_count: int = MinCountOpt, json_out: bool = JsonOpt):
     """WORD's nearest neighbours at every snapshot, from step 0 (noise) to the end."""
     from .checkpoint import find_run, list_snapshots

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import CONFIG, find_run, read_meta
+from .checkpoint import find_run, read_meta
 from .errors import EmbcliError
-from .projection import aligned_frames, frequent_ids
+from .projection import aligned_frames, frequent_ids, tokens_seen_at
 from .space import EmbeddingSpace
 from .tokenizer import EOT_ID
 
@@ -72,20 +72,6 @@ class PageData:
     snapshots: int
     vectors_bytes: int
     max_cosine_error: float
-
-
-def tokens_seen_at(run_dir: Path, meta: dict, steps: list[int]) -> list[int | None]:
-    """Tokens seen by each step, from the loss history (or step × tokens per step)."""
-    seen = {0: 0}
-    for row in (meta.get("history") or {}).get("train") or []:
-        seen[int(row[0])] = int(row[1])
-    per_step = None
-    try:
-        cfg = json.loads((run_dir / CONFIG).read_text())
-        per_step = int(cfg["batch_size"]) * int(cfg.get("grad_accum", 1)) * int(cfg["block_size"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return [seen.get(s, s * per_step if per_step else None) for s in steps]
 
 
 def vocab_strings(space: EmbeddingSpace) -> list[str | None]:
@@ -268,5 +254,4 @@ def describe(info: dict) -> str:
             f"{info['snapshots']} snapshots, step {info['first_step']:,} → {info['last_step']:,}")
 
 
-__all__ = ["DEFAULT_TOKENS", "PRESETS", "PageData", "build_page_data", "describe", "explore", "render_html",
-           "tokens_seen_at"]
+__all__ = ["DEFAULT_TOKENS", "PRESETS", "PageData", "build_page_data", "describe", "explore", "render_html"]

@@ -23,12 +23,13 @@ numpy only: no torch, no matplotlib.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import list_snapshots
+from .checkpoint import CONFIG, list_snapshots
 from .errors import EmbcliError
 from .space import load_table
 
@@ -177,5 +178,19 @@ def aligned_frames(run_dir: Path, ids, *, fit_ids=None, basis_ids=None, steps: l
     return AlignedFrames(ids, frames, pca)
 
 
+def tokens_seen_at(run_dir: Path, meta: dict, steps: list[int]) -> list[int | None]:
+    """Tokens seen by each step, from the loss history (or step × tokens per step)."""
+    seen = {0: 0}
+    for row in (meta.get("history") or {}).get("train") or []:
+        seen[int(row[0])] = int(row[1])
+    per_step = None
+    try:
+        cfg = json.loads((run_dir / CONFIG).read_text())
+        per_step = int(cfg["batch_size"]) * int(cfg.get("grad_accum", 1)) * int(cfg["block_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return [seen.get(s, s * per_step if per_step else None) for s in steps]
+
+
 __all__ = ["AlignedFrames", "Alignment", "Frame", "PCA2", "aligned_frames", "frequent_ids", "pca2", "procrustes",
-           "snapshot_steps"]
+           "snapshot_steps", "tokens_seen_at"]
