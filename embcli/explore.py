@@ -121,7 +121,7 @@ def build_page_data(run: str | Path | None = None, *, tokens: int = DEFAULT_TOKE
         vec_bytes += half.nbytes + norms.nbytes
         frame_data.append({
             "step": frame.step, "tokens_seen": tokens_seen, "scale": round(frame.scale, 4),
-            "fit_r2": round(frame.fit_r2, 4),
+            "fit": round(frame.fit, 4),
             "xy": _b64(frame.coords.astype(np.float32)), "units": _b64(half), "norms": _b64(norms),
         })
 

@@ -218,7 +218,7 @@ def _pad_limits(ax, xy, pad=0.12):
 
 def _frame_title(step: int, seen: int | None, scale: float) -> str:
     tokens = f" · {seen:,} tokens" if seen is not None else ""
-    drawn = f" · drawn ×{scale:.2f}" if abs(scale - 1) > 0.005 else ""
+    drawn = f" · zoom ×{scale:.2f}" if abs(scale - 1) > 0.005 else ""
     return f"step {step:,}{tokens}{drawn}"
 
 
@@ -230,9 +230,9 @@ def plot_words_over_training(space, run_dir: Path, resolved: list, neighbors: in
                              group_words: list[list[str]] | None = None) -> Path:
     """The word map at several snapshots on one set of axes: small multiples, or a GIF (``.gif``).
 
-    The axes are the final table's PCA of the drawn words; each snapshot is rotated (and scaled) onto
-    the final table by orthogonal Procrustes fitted on the run's most frequent tokens (see
-    :mod:`embcli.projection`), so a word's move between panels is the table's own.
+    The axes are the final table's PCA of the words drawn; each snapshot is rotated onto the final
+    table by orthogonal Procrustes fitted on the run's most frequent tokens, and zoomed to spread as
+    far (see :mod:`embcli.projection`), so a word's move between panels is the table's own.
     """
     from .checkpoint import read_meta
     from .projection import aligned_frames, frequent_ids, tokens_seen_at

@@ -4,19 +4,24 @@ A PCA fitted on each snapshot separately gives each its own axes (and its own si
 scale), so a word's movement from one picture to the next means nothing. Instead:
 
 1. the 2-D projection is fitted once, on the final table;
-2. each snapshot is brought into the final table's frame first, by the rotation (plus one scale
-   factor) that best maps its rows onto the same rows of the final table — orthogonal Procrustes
-   (Schönemann 1966): with M = Sᵀ F (both centred), svd(M) = U Σ Vᵀ, R = U Vᵀ, s = tr Σ / ‖S‖².
+2. each snapshot is brought into the final table's frame first, by the rotation that best maps its
+   rows onto the same rows of the final table — orthogonal Procrustes (Schönemann 1966): with
+   M = Sᵀ F (both centred), svd(M) = U Σ Vᵀ, R = U Vᵀ;
+3. on the map, each snapshot is zoomed so that its rows spread as far as the final table's do.
 
 A rotation changes no cosine and no distance, so the aligned snapshot holds exactly the same
-neighbourhoods as the raw one; only the arbitrary orientation is taken out. The scale factor is
-there because the N(0, 0.02) start is about ten times smaller than the trained table: without it
-step 0 is a dot in the middle of the final picture. Every caller shows the factor it applied.
+neighbourhoods as the raw one; only the arbitrary orientation is taken out. The zoom is there
+because the N(0, 0.02) start is ten times smaller than the trained table, and its spread is
+shared by all dimensions, not gathered in the two the map shows: drawn to scale, step 0 is a dot
+in the middle of the final picture. Every caller shows the zoom factor it applied.
 
 The rotation is fitted on many rows (the run's most frequent tokens), never on a handful of
 words: with fewer rows than dimensions any arrangement can be rotated onto any other, and the
-picture would show the fit rather than the table. ``fit_r2`` reports how much of the final
-table's spread the aligned snapshot accounts for (near 0 for noise, 1 for the final table).
+picture would show the fit rather than the table. Even with many rows, a row that helps fit the
+rotation is pulled toward its own final place, so each half of the rows is moved by the rotation
+fitted on the other half (:func:`cross_fitted`). ``fit`` reports how well the moved snapshot
+matches the final table (the correlation of the moved rows with their final rows, out of fold:
+near 0 for noise, 1 for the final table itself).
 
 numpy only: no torch, no matplotlib.
 """
@@ -42,14 +47,14 @@ class Alignment:
     scale: float
     source_mean: np.ndarray
     target_mean: np.ndarray
-    fit_r2: float  # 1 − ‖aligned − target‖² / ‖target − mean‖² on the rows it was fitted on
+    fit: float  # Procrustes correlation tr Σ / (‖S‖ ‖F‖) on the rows it was fitted on, in [0, 1]
 
     def apply(self, rows: np.ndarray) -> np.ndarray:
         return (np.asarray(rows, dtype=np.float64) - self.source_mean) @ self.rotation * self.scale + self.target_mean
 
 
 def procrustes(source: np.ndarray, target: np.ndarray, *, scale: bool = True) -> Alignment:
-    """The rotation (and scale) that brings ``source``'s rows closest to ``target``'s, row by row."""
+    """The rotation (and least-squares scale) that brings ``source``'s rows closest to ``target``'s."""
     src = np.asarray(source, dtype=np.float64)
     dst = np.asarray(target, dtype=np.float64)
     if src.shape != dst.shape:
@@ -58,11 +63,10 @@ def procrustes(source: np.ndarray, target: np.ndarray, *, scale: bool = True) ->
     a, b = src - src_mean, dst - dst_mean
     u, sigma, vt = np.linalg.svd(a.T @ b)
     rotation = u @ vt
-    norm2 = float((a * a).sum())
-    s = float(sigma.sum() / norm2) if scale and norm2 > 0 else 1.0
-    spread = float((b * b).sum())
-    resid = float(((a @ rotation * s - b) ** 2).sum())
-    return Alignment(rotation, s, src_mean, dst_mean, 1.0 - resid / spread if spread > 0 else 1.0)
+    na, nb = float(np.sqrt((a * a).sum())), float(np.sqrt((b * b).sum()))
+    s = float(sigma.sum() / na**2) if scale and na > 0 else 1.0
+    fit = float(sigma.sum() / (na * nb)) if na > 0 and nb > 0 else 1.0
+    return Alignment(rotation, s, src_mean, dst_mean, fit)
 
 
 @dataclass
@@ -115,8 +119,8 @@ class Frame:
     step: int
     rows: np.ndarray  # the raw rows of ``ids`` at this step (float32), for cosines
     coords: np.ndarray  # (len(ids) × 2) on the shared axes
-    scale: float
-    fit_r2: float
+    scale: float  # the zoom on the map: the final table's spread there over this snapshot's
+    fit: float  # Procrustes correlation with the final table (see Alignment)
 
 
 @dataclass
@@ -140,6 +144,45 @@ class AlignedFrames:
         return (float(lo[0]), float(hi[0])), (float(lo[1]), float(hi[1]))
 
 
+def cross_fitted(source: np.ndarray, target: np.ndarray, fit_ids: np.ndarray):
+    """Rotate a snapshot onto the final table without letting any row place itself.
+
+    The fit rows are split in two by id parity; the rotation fitted on one half moves the other
+    half (and every drawn row of that parity). A rotation has dim·(dim−1)/2 free parameters, and
+    fitted on the very rows it then draws it can arrange even pure noise into a likeness of the
+    final map; fitted on the other half it cannot, so step 0 shows the noise it is. Halves with
+    fewer than two rows per dimension are too small to fit on: then one rotation, on all rows.
+
+    Returns the fit rows moved, the Procrustes correlation of the moved rows with the target
+    (out of fold), and a function that moves any rows given their ids.
+    """
+    source = np.asarray(source, dtype=np.float64)
+    parity = fit_ids % 2
+    dim = source.shape[1]
+    if min(int((parity == 0).sum()), int((parity == 1).sum())) < 2 * dim:
+        one = procrustes(source, target, scale=False)
+        return one.apply(source), one.fit, lambda rows, ids: one.apply(rows)
+    by_half = [procrustes(source[parity == 1 - h], target[parity == 1 - h], scale=False) for h in (0, 1)]
+
+    def rotate(rows, ids):
+        rows = np.asarray(rows, dtype=np.float64)
+        out = np.empty_like(rows)
+        for h in (0, 1):
+            pick = np.asarray(ids) % 2 == h
+            out[pick] = by_half[h].apply(rows[pick])
+        return out
+
+    moved = rotate(source, fit_ids)
+    a, b = moved - moved.mean(axis=0), target - target.mean(axis=0)
+    norm = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return moved, float((a * b).sum() / norm) if norm > 0 else 0.0, rotate
+
+
+def _spread(xy: np.ndarray) -> float:
+    """Root-mean-square distance of 2-D points from their centre."""
+    return float(np.sqrt(((xy - xy.mean(axis=0)) ** 2).sum(axis=1).mean())) if len(xy) else 0.0
+
+
 def snapshot_steps(run_dir: Path) -> list[tuple[int, Path]]:
     snaps = list_snapshots(run_dir)
     if not snaps:
@@ -150,8 +193,9 @@ def snapshot_steps(run_dir: Path) -> list[tuple[int, Path]]:
 def aligned_frames(run_dir: Path, ids, *, fit_ids=None, basis_ids=None, steps: list[int] | None = None) -> AlignedFrames:
     """Rows ``ids`` at each snapshot (all, or ``steps``), aligned to the last snapshot, on its PCA axes.
 
-    ``fit_ids`` (default ``ids``) are the rows the rotations are fitted on; ``basis_ids`` (default
-    ``ids``) those the PCA is fitted on, in the final table.
+    ``fit_ids`` (default ``ids``) are the rows the rotations are fitted on and whose spread sets
+    each snapshot's zoom; ``basis_ids`` (default ``ids``) those the PCA is fitted on, in the final
+    table.
     """
     snaps = snapshot_steps(run_dir)
     by_step = dict(snaps)
@@ -169,12 +213,20 @@ def aligned_frames(run_dir: Path, ids, *, fit_ids=None, basis_ids=None, steps: l
     final_table = load_table(snaps[-1][1])  # the last snapshot is the end of training
     final_fit = np.asarray(final_table[fit_ids], dtype=np.float64)
     pca = pca2(final_table[basis_ids])
+    final_xy = pca.apply(final_fit)
+    centre, spread = final_xy.mean(axis=0), _spread(final_xy)
     frames = []
     for step in chosen:
+        rows = np.asarray(load_table(by_step[step])[ids], dtype=np.float32)
+        if step == snaps[-1][0]:  # the final table itself: nothing to rotate
+            frames.append(Frame(step, rows, pca.apply(rows), 1.0, 1.0))
+            continue
         table = load_table(by_step[step])
-        align = procrustes(table[fit_ids], final_fit)
-        rows = np.asarray(table[ids], dtype=np.float32)
-        frames.append(Frame(step, rows, pca.apply(align.apply(rows)), align.scale, align.fit_r2))
+        moved_fit, fit, rotate = cross_fitted(table[fit_ids], final_fit, fit_ids)
+        fit_xy = pca.apply(moved_fit)
+        zoom = spread / (_spread(fit_xy) or spread or 1.0)
+        coords = (pca.apply(rotate(rows, ids)) - fit_xy.mean(axis=0)) * zoom + centre
+        frames.append(Frame(step, rows, coords, zoom, fit))
     return AlignedFrames(ids, frames, pca)
 
 
@@ -192,5 +244,6 @@ def tokens_seen_at(run_dir: Path, meta: dict, steps: list[int]) -> list[int | No
     return [seen.get(s, s * per_step if per_step else None) for s in steps]
 
 
-__all__ = ["AlignedFrames", "Alignment", "Frame", "PCA2", "aligned_frames", "frequent_ids", "pca2", "procrustes",
+__all__ = ["AlignedFrames", "Alignment", "Frame", "PCA2", "aligned_frames", "cross_fitted", "frequent_ids", "pca2",
+           "procrustes",
            "snapshot_steps", "tokens_seen_at"]

@@ -31,9 +31,27 @@ def test_procrustes_recovers_a_rotation_and_scale():
     assert np.allclose(align.rotation @ align.rotation.T, np.eye(16), atol=1e-10)
     assert align.scale == pytest.approx(7.0)
     assert np.allclose(align.apply(source), target, atol=1e-9)
-    assert align.fit_r2 == pytest.approx(1.0)
-    noise = procrustes(rng.normal(size=(3000, 16)), target.repeat(10, axis=0))
-    assert noise.fit_r2 < 0.05  # nothing to align: the fit says so
+    assert align.fit == pytest.approx(1.0)
+    noise = procrustes(rng.normal(size=(3000, 16)), rng.normal(size=(3000, 16)))
+    assert noise.fit < 0.15  # nothing to align: the fit says so
+
+
+def test_cross_fitting_shows_noise_as_noise():
+    """Fitted on the rows it moves, a rotation makes pure noise look like the target; out of fold it cannot."""
+    from embcli.projection import cross_fitted
+
+    rng = np.random.default_rng(4)
+    dim, n = 64, 600
+    target = rng.normal(size=(n, dim)) * np.linspace(3, 0.1, dim)  # structure in a few directions
+    noise = rng.normal(size=(n, dim))
+    ids = np.arange(n)
+    in_sample = procrustes(noise, target, scale=False)
+    moved, fit, rotate = cross_fitted(noise, target, ids)
+    assert in_sample.fit > 0.2  # the illusion: noise "fits" the target
+    assert abs(fit) < 0.1  # out of fold: nothing there
+    assert np.allclose(rotate(noise[:10], ids[:10]), moved[:10])
+    real = target @ np.linalg.qr(rng.normal(size=(dim, dim)))[0] + rng.normal(scale=0.1, size=(n, dim))
+    assert cross_fitted(real, target, ids)[1] > 0.99  # a rotated copy is found again
 
 
 def test_alignment_keeps_every_cosine_and_distance():
@@ -73,11 +91,14 @@ def test_frames_share_the_final_axes(trained_run):
     frames = aligned_frames(Path(trained_run), ids)
     assert frames.steps == [0, 10, 30, 60]
     last = frames.frames[-1]
-    assert last.scale == pytest.approx(1.0) and last.fit_r2 == pytest.approx(1.0)
+    assert last.scale == pytest.approx(1.0) and last.fit == pytest.approx(1.0)
     assert np.allclose(last.coords, frames.pca.apply(np.asarray(final.vectors[ids])), atol=1e-4)
     assert np.array_equal(last.rows, np.asarray(final.vectors[ids]))  # the final snapshot is the final table
-    r2 = [f.fit_r2 for f in frames.frames]
-    assert r2[0] < r2[-2] < r2[-1]  # the table's frame settles as it trains
+    fit = [f.fit for f in frames.frames]
+    assert fit[0] < fit[-2] < fit[-1]  # the table settles into its final frame as it trains
+    for f in frames.frames:  # each snapshot zoomed to spread as far as the final table on the map
+        spread = np.sqrt(((f.coords - f.coords.mean(axis=0)) ** 2).sum(axis=1).mean())
+        assert spread == pytest.approx(np.sqrt(((last.coords - last.coords.mean(axis=0)) ** 2).sum(axis=1).mean()))
     (x0, x1), (y0, y1) = frames.limits()
     for f in frames.frames:
         assert (f.coords[:, 0] >= x0).all() and (f.coords[:, 0] <= x1).all() and (f.coords[:, 1] <= y1).all()
