@@ -256,7 +256,9 @@ def test_click_shows_the_row_and_hover_the_token(loaded):
     }""")
     loaded.mouse.move(x, y)
     loaded.wait_for_selector(".hoverlayer .hovertext", timeout=10_000)
-    assert f"id {token_id}" in loaded.text_content(".hoverlayer")
+    hover = loaded.text_content(".hoverlayer")
+    shown = loaded.evaluate("window.embcli.data.shown[0]")
+    assert shown.startswith("␣") and shown in hover and f"id {token_id}" in hover and "seen" in hover
     loaded.mouse.click(x, y)
     loaded.wait_for_function(f"document.getElementById('row-msg').textContent.startsWith('row {token_id} ')",
                              timeout=10_000)
