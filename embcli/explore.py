@@ -104,7 +104,7 @@ def build_page_data(run: str | Path | None = None, *, tokens: int = DEFAULT_TOKE
     if len(ids) == 0:
         raise EmbcliError(f"{run_dir} has no token seen {max(min_count, 1)} times or more in training")
     frames = aligned_frames(run_dir, ids)
-    (x0, x1), (y0, y1) = frames.limits()
+    (x0, x1), (y0, y1) = frames.limits(pad=0.04, quantile=0.002 if len(ids) >= 500 else 0.0)
 
     id_list = [int(i) for i in ids]
     index = {t: k for k, t in enumerate(id_list)}

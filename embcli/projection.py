@@ -135,10 +135,14 @@ class AlignedFrames:
     def steps(self) -> list[int]:
         return [f.step for f in self.frames]
 
-    def limits(self, pad: float = 0.05) -> tuple[tuple[float, float], tuple[float, float]]:
-        """Axis ranges that hold every frame (the same for all of them)."""
-        allc = np.vstack([f.coords for f in self.frames])
-        lo, hi = allc.min(axis=0), allc.max(axis=0)
+    def limits(self, pad: float = 0.05, quantile: float = 0.0) -> tuple[tuple[float, float], tuple[float, float]]:
+        """Axis ranges that hold every frame (the same for all of them).
+
+        ``quantile`` > 0 lets that share of points, at each end, fall outside (a few outliers in
+        one snapshot would otherwise shrink every other snapshot to a corner).
+        """
+        lo = np.min([np.quantile(f.coords, quantile, axis=0) for f in self.frames], axis=0)
+        hi = np.max([np.quantile(f.coords, 1 - quantile, axis=0) for f in self.frames], axis=0)
         span = np.maximum(hi - lo, 1e-9)
         lo, hi = lo - pad * span, hi + pad * span
         return (float(lo[0]), float(hi[0])), (float(lo[1]), float(hi[1]))
