@@ -280,7 +280,7 @@ def test_screenshot_is_not_blank(loaded):
     from PIL import Image
 
     set_step(loaded, len(page_data(loaded)["steps"]) - 1)
-    loaded.fill("#word", "dog")
+    loaded.fill("#word", "cat")
     loaded.press("#word", "Enter")
     loaded.wait_for_timeout(200)
     png = screenshot(loaded, "explore-tiny.png")
