@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -182,7 +183,9 @@ def render_html(data: dict, js: str | None = None) -> str:
     """The template with plotly.js and the data filled in (a ``</script`` inside either is escaped)."""
     js = plotly_js() if js is None else js
     payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
-    js = js.replace("</script", "<\\/script")
+    # Inside a <script> element the HTML parser ends at "</script" and changes state at "<!--",
+    # whatever the JavaScript means; both are escaped the way JS strings allow ("<\/", "<\!").
+    js = re.sub(r"</(script)", r"<\\/\1", js, flags=re.IGNORECASE).replace("<!--", "<\\!--")
     page = template()
     # Fill the data first: plotly.js could contain the data marker's text, never the other way round.
     head, marker, tail = page.partition("/*@EMBCLI_DATA@*/")

@@ -337,3 +337,14 @@ def test_explore_bad_input_is_one_line(trained_run, tmp_path):
     assert_one_line_error(cli("explore", "--run", bare, "-o", tmp_path / "y.html"), "has no table snapshots")
     assert not (tmp_path / "y.html").exists()
     assert_one_line_error(cli("explore", "--run", tmp_path / "nowhere"), "no run")
+
+
+def test_render_escapes_what_would_end_the_script_early():
+    from embcli.explore import render_html
+
+    data = {"shown": ["</script><b>x</b>"], "note": "<!-- not a comment -->"}
+    html = render_html(data, js='var s = "</SCRIPT>"; var t = "<!--";')
+    body = html.split("<script>", 1)[1]
+    assert "</SCRIPT>" not in body and '"<\\/SCRIPT>"' in body and '"<\\!--"' in body
+    payload = html.split('id="embcli-data">', 1)[1].split("</script>", 1)[0]
+    assert json.loads(payload) == data  # the data survives, "<" escaped as \u003c
