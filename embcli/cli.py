@@ -780,7 +780,8 @@ def explore(run: Optional[str] = RunOpt,
             output: Optional[Path] = typer.Option(None, "--output", "-o",
                                                   help="HTML file to write (default: explore-<run>.html)."),
             tokens: int = typer.Option(3000, "--tokens", "-n", help="How many of the most frequent tokens (≤ 20000)."),
-            min_count: int = typer.Option(1, "--min-count", help="Leave out tokens seen fewer times in training."),
+            min_count: int = typer.Option(1, "--min-count", help="Leave out tokens seen fewer times in training "
+                                          "(the page never shows a token training did not see)."),
             open_: bool = typer.Option(False, "--open", help="Open the page in a web browser.")):
     """One HTML page: the table at every snapshot on one map, with search, neighbours and analogies."""
     from .explore import describe
