@@ -25,7 +25,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Train GPT-2-style token embeddings on a corpus and explore what the table learned.")
 inspect_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Look inside a model, its table, a row or a token.")
 app.add_typer(inspect_app, name="inspect")
-plot_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Pictures (PNG) of a table or a run.")
+plot_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                       help="Pictures (PNG, SVG or PDF; GIF for plot words over training) of a table or a run.")
 
 
 def _out():
@@ -416,22 +417,28 @@ def import_hf(source: str = typer.Argument(..., help="A local GPT2LMHeadModel fo
 # ---------------------------------------------------------------------------------------------
 
 app.add_typer(plot_app, name="plot")
-OutOpt = typer.Option(..., "--output", "-o", help="PNG file to write.")
+OutOpt = typer.Option(..., "--output", "-o", help="File to write: .png, .svg or .pdf.")
 
 
 @plot_app.command("words")
 @handle_errors
-def plot_words(words: List[str] = typer.Argument(..., help="Tokens to place on the map."), output: Path = OutOpt,
+def plot_words(words: List[str] = typer.Argument(..., help="Tokens to place on the map; words joined by commas "
+                                                 "(cat,dog,horse) are a group and share a colour."),
+               output: Path = typer.Option(..., "--output", "-o", help="File to write: .png, .svg, .pdf, or .gif "
+                                           "(an animation over the snapshots)."),
                neighbors: int = typer.Option(0, "--neighbors", min=0, help="Add each word's K nearest neighbours."),
-               run: Optional[str] = RunOpt, step: Optional[int] = StepOpt, min_count: int = AnswerMinCountOpt,
-               exact: bool = ExactOpt):
-    """A 2-D PCA map of chosen tokens (cat dog king queen man woman ...), labelled."""
-    from .plots import plot_words as draw
-    from .queries import resolve_all
+               run: Optional[str] = RunOpt,
+               step: Optional[List[int]] = typer.Option(None, "--step", help="A snapshot instead of the final table; "
+                                                        "given several times with --steps or a .gif: those snapshots."),
+               steps: bool = typer.Option(False, "--steps", help="Small multiples of the snapshots (all, or those "
+                                          "given with --step) on one set of axes."),
+               min_count: int = AnswerMinCountOpt, exact: bool = ExactOpt):
+    """A 2-D PCA map of chosen tokens (cat dog king queen man woman ...), labelled; --steps: over training."""
+    from .plots import word_map
     from .render import wrote
 
-    space = _space(run, step, min_count)
-    wrote(draw(space, resolve_all(space, words, exact), neighbors, output), _out())
+    wrote(word_map(run, words, output, neighbors=neighbors, steps=step or None, over_training=steps,
+                   min_count=min_count, exact=exact), _out())
 
 
 @plot_app.command("loss")
@@ -452,7 +459,7 @@ def plot_loss(run: Optional[str] = typer.Argument(None, help="Run (default: the 
 def trace(word: str = typer.Argument(..., help="The word to follow through training."), run: Optional[str] = RunOpt,
           top: int = typer.Option(5, "--top", "-k", min=1), with_: Optional[List[str]] = typer.Option(
               None, "--with", help="Words whose similarity to WORD the picture follows (default: final top 3)."),
-          output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also draw a PNG."),
+          output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also draw a picture (.png, .svg, .pdf)."),
           min_count: int = AnswerMinCountOpt, json_out: bool = JsonOpt):
     """WORD's nearest neighbours at every snapshot, from step 0 (noise) to the end."""
     from . import queries
@@ -506,6 +513,32 @@ def directions(run: Optional[str] = RunOpt, step: Optional[int] = StepOpt,
     negative = split_words(neg) if neg is not None else None
     space = _space(run, step, min_count)
     _show(queries.directions(space, positive=positive, negative=negative, block=block, top=top), json_out)
+
+
+# ---------------------------------------------------------------------------------------------
+# explore: one self-contained page of the table at every snapshot (library: embcli/explore.py)
+# ---------------------------------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def explore(run: Optional[str] = RunOpt,
+            output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                                  help="HTML file to write (default: explore-<run>.html)."),
+            tokens: int = typer.Option(3000, "--tokens", "-n", help="How many of the most frequent tokens (≤ 20000)."),
+            min_count: int = typer.Option(5, "--min-count", help="Only tokens seen this many times in training, as "
+                                          "the answer verbs (the page never shows a token training did not see)."),
+            open_: bool = typer.Option(False, "--open", help="Open the page in a web browser.")):
+    """One HTML page: the table at every snapshot on one map, with search, neighbours and analogies."""
+    from .explore import explore as build
+    from .render import explored
+
+    result = build(run, output, tokens=tokens, min_count=min_count)
+    explored(result, _out())
+    if open_:
+        import webbrowser
+
+        webbrowser.open(Path(result.path).resolve().as_uri())
 
 
 # ---------------------------------------------------------------------------------------------

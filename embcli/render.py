@@ -454,6 +454,13 @@ def imported(source: str, run, out) -> None:
               f"try: embcli neighbors cat --run {run}")
 
 
+def explored(result, out) -> None:
+    """The one line `embcli explore` prints (result: explore.ExploreResult)."""
+    fewer = f" (only {result.tokens:,} qualify)" if result.tokens < result.requested else ""
+    out.print(f"wrote {result.path} ({result.bytes / 1e6:.1f} MB): {result.tokens:,} tokens{fewer} × "
+              f"{result.snapshots} snapshots, step {result.first_step:,} → {result.last_step:,}", soft_wrap=True)
+
+
 def wrote(path, out) -> None:
     out.print(f"wrote {path}")
 

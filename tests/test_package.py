@@ -26,7 +26,8 @@ def test_wheel_carries_assets_and_configs(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in ["embcli/assets/gpt2.tiktoken", "embcli/assets/wordnet_glosses.txt.gz",
                    "embcli/assets/WORDNET_LICENSE", "embcli/assets/PROVENANCE.md",
-                   "embcli/configs/tiny.toml", "embcli/configs/gpt2-small.toml", "embcli/cli.py"]:
+                   "embcli/configs/tiny.toml", "embcli/configs/gpt2-small.toml", "embcli/cli.py",
+                   "embcli/templates/explore.html"]:
         assert needed in names, needed
     assert wheel.stat().st_size < 15 * 2**20
 
