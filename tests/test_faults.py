@@ -127,11 +127,15 @@ def test_1_norms_that_are_not_the_tables_are_recomputed(copy_of_trained_run, how
 
 @pytest.mark.slow
 @pytest.mark.parametrize("where", ["after the batch is drawn", "inside the optimizer update"])
-def test_2_a_signal_mid_step_then_resume_repeats_the_step_exactly(corpus_file, tiny, monkeypatch, where):
+def test_2_a_signal_mid_step_then_resume_repeats_the_step_exactly(corpus_file, tiny, monkeypatch, request, where):
     import torch
 
     from embcli import train as train_mod
 
+    # Under a background job (`make test &`, nohup, some CI runners) SIGINT starts ignored, and the
+    # trainer rightly keeps it so: give this process Python's own handler for the test.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     cfg = dict(max_steps=12, loss="sampled", negatives=64)  # the step draws from numpy's and torch's generators
     whole = train(tiny(**cfg), CorpusSpec(paths=[str(corpus_file)]), name="whole", progress=False).run
 
