@@ -48,6 +48,38 @@ class RunFacts:
     history: dict  # {"train": [[step, tokens, loss], ...], "val": [...]}
 
 
+@dataclass(frozen=True)
+class AnsweredBy:
+    """Which run and step answered: every answer names it (a dim line under text, ``"run"`` in JSON).
+
+    ``step`` is the step of the table the answer read (a snapshot's, or the final table's); None
+    when the run has no training step (an imported model).
+    """
+
+    name: str
+    path: str
+    step: int | None
+
+    @classmethod
+    def of_run(cls, run_dir: Path | str, step: int | None) -> AnsweredBy:
+        return cls(Path(run_dir).name, str(run_dir), step)
+
+    @classmethod
+    def of_space(cls, space: EmbeddingSpace) -> AnsweredBy | None:
+        """The run a loaded table came from; None for a table that is no run's (a baseline, a test's)."""
+        if not space.source or not Path(space.source).is_dir():
+            return None
+        return cls.of_run(space.source, space.step)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "path": self.path, "step": self.step}
+
+    def describe(self) -> str:
+        """``from run1 at step 1,000 (runs/run1)``: the line under a text answer."""
+        at = f" at step {self.step:,}" if self.step is not None else ""
+        return f"from {self.name}{at} ({self.path})"
+
+
 def run_facts(run_dir: Path) -> RunFacts:
     meta = read_meta(run_dir)
     corpus_path = meta.get("corpus_path")
@@ -451,7 +483,7 @@ def trace(run: str | Path | None, word: str, top: int = 5, *, others: list[str] 
 
 
 __all__ = [
-    "AnalogyResult", "EvalResult", "LeftOut", "ModelResult", "NeighborsResult", "OddOneOutResult", "RowResult",
+    "AnalogyResult", "AnsweredBy", "EvalResult", "LeftOut", "ModelResult", "NeighborsResult", "OddOneOutResult", "RowResult",
     "RunFacts", "RunsResult", "SimilarityResult", "TableResult", "TokenizeResult", "TraceResult", "analogy",
     "check_baseline", "evaluate", "inspect_model", "inspect_row", "inspect_table", "inspect_token", "left_out", "model_shape",
     "neighbors", "odd_one_out", "open_space", "resolve_all", "run_facts", "runs", "similarity", "tokenize", "trace",

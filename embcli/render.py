@@ -16,6 +16,7 @@ from typing import Callable
 
 from .queries import (
     AnalogyResult,
+    AnsweredBy,
     EvalResult,
     LeftOut,
     ModelResult,
@@ -41,6 +42,31 @@ def console(stderr: bool = False):
 def print_json(data, out, *, indent: int | None = 2) -> None:
     """The one place JSON is written: to ``out``'s stream, one document per call."""
     out.file.write(json.dumps(data, indent=indent, default=str) + "\n")
+
+
+# The keys every JSON answer has; a verb's own fields never use them.
+ENVELOPE = ("verb", "run")
+
+
+def answer_json(verb: str, data: dict, run: AnsweredBy | None = None) -> dict:
+    """The one JSON shape of every answer (README, "JSON output"), for every verb alike::
+
+        {"verb": "neighbors", "run": {"name": "run1", "path": "runs/run1", "step": 1000}, ...}
+
+    ``verb`` is the command ("neighbors", "inspect row", "train"); ``run`` the run and step that
+    answered, or null when no run was used (``tokenize``, ``runs``, ``prepare``); the verb's own
+    fields follow. Tokens in them are the real strings with their ids (``{"id": 3797, "token": " cat"}``);
+    the ␣ marker is for tables only.
+    """
+    clash = set(ENVELOPE) & set(data)
+    if clash:
+        raise ValueError(f"{verb}'s JSON uses the envelope's keys {sorted(clash)}")
+    return {"verb": verb, "run": run.to_json() if run else None, **data}
+
+
+def print_answer(verb: str, data: dict, out, *, run: AnsweredBy | None = None, indent: int | None = 2) -> None:
+    """An answer as JSON in the one shape (:func:`answer_json`)."""
+    print_json(answer_json(verb, data, run), out, indent=indent)
 
 
 def error_line(out, message: str, *, soft_wrap: bool = False) -> None:
