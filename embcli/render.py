@@ -73,17 +73,41 @@ def error_line(out, message: str, *, soft_wrap: bool = False) -> None:
     """``error: message`` in red; the message is text, never markup (a '[' in it is shown as typed)."""
     from rich.markup import escape
 
-    out.print(f"[red]error:[/red] {escape(message)}", soft_wrap=soft_wrap)
+    from .errors import one_line
+
+    out.print(f"[red]error:[/red] {escape(one_line(message))}", soft_wrap=soft_wrap)
 
 
-def show(result, out, *, as_json: bool = False, **options) -> None:
-    """Render any result from queries.py: as JSON, or with its text renderer (``options`` go to it)."""
+def show(result, out, *, as_json: bool = False, verb: str | None = None, run: AnsweredBy | None = None,
+         one_line: bool = False, **options) -> None:
+    """Render any result from queries.py: as JSON, or with its text renderer (``options`` go to it).
+
+    Every answer names the run and step that answered: ``run`` (or the result's own ``answered_by``,
+    which wins) becomes the JSON's ``"run"`` and a dim line under the text. ``verb`` names the
+    command in JSON (default: the one that makes this kind of result); ``one_line`` writes any
+    JSON answer on one line (JSON Lines, as the shell does).
+    """
+    run = getattr(result, "answered_by", None) or run
     if as_json:
         # one-number answers stay on one line, as they always have
-        compact = isinstance(result, (SimilarityResult, TokenizeResult))
-        print_json(result.to_json(), out, indent=None if compact else 2)
+        compact = one_line or isinstance(result, (SimilarityResult, TokenizeResult))
+        print_answer(verb or verb_of(result), result.to_json(), out, run=run, indent=None if compact else 2)
         return
     TEXT[type(result)](result, out, **options)
+    answered_line(run, out)
+
+
+def verb_of(result) -> str:
+    """The command that makes this kind of result (the JSON's ``verb`` when no command says)."""
+    if isinstance(result, RowResult) and result.resolved is not None:
+        return "inspect token"
+    return VERBS.get(type(result)) or type(result).__name__.removesuffix("Result").lower()
+
+
+def answered_line(run: AnsweredBy | None, out) -> None:
+    """The dim line under an answer: ``from run1 at step 1,000 (runs/run1)``; nothing without a run."""
+    if run is not None:
+        out.print(run.describe(), style="dim", markup=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,14 +267,19 @@ def runs(result: RunsResult, out) -> None:
     if not result.runs:
         out.print(f"no runs under {result.root}/ — start one with: embcli train")
         return
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table("run", "status", "step", "tokens", "train loss", "val loss", "params", "corpus")
     loss = lambda x: f"{x:.3f}" if isinstance(x, float) else "-"  # noqa: E731
     for r in result.runs:
-        table.add_row(r.run, r.status or "?", f"{r.step or 0:,}", f"{r.tokens or 0:,}", loss(r.train_loss),
-                      loss(r.val_loss), f"{r.parameters or 0:,}", r.corpus[:40])
+        status = "[red]damaged[/]" if r.problem else escape(r.status or "?")
+        table.add_row(escape(r.run), status, f"{r.step or 0:,}", f"{r.tokens or 0:,}", loss(r.train_loss),
+                      loss(r.val_loss), f"{r.parameters or 0:,}", escape(r.corpus[:40]))
     out.print(table)
+    for r in result.runs:
+        if r.problem:
+            out.print(f"[red]damaged:[/] {escape(r.problem)}", soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,6 +341,11 @@ TEXT: dict[type, Callable] = {
     OddOneOutResult: odd_one_out, TokenizeResult: tokenize, RowResult: row, TableResult: table,
     ModelResult: model, RunsResult: runs, EvalResult: evaluation, TraceResult: trace,
 }
+VERBS: dict[type, str] = {
+    NeighborsResult: "neighbors", AnalogyResult: "analogy", SimilarityResult: "similarity",
+    OddOneOutResult: "odd-one-out", TokenizeResult: "tokenize", RowResult: "inspect row", TableResult: "inspect table",
+    ModelResult: "inspect model", RunsResult: "runs", EvalResult: "eval", TraceResult: "trace",
+}
 
 # ---------------------------------------------------------------------------------------------
 # Training, corpora, files written
@@ -333,24 +367,40 @@ def prepared(corpus, out, *, as_json: bool = False) -> None:
     """A tokenized corpus (data.PreparedCorpus): its manifest's totals and where it is cached."""
     m = corpus.manifest
     if as_json:
-        print_json(dict(m, path=str(corpus.path)), out)
+        print_answer("prepare", dict(m, path=str(corpus.path)), out)
         return
     out.print(f"{m['description']}: {m['bytes']:,} bytes, {m['documents']:,} documents → "
               f"{m['tokens']['train']:,} training + {m['tokens']['val']:,} validation tokens, "
               f"{m['distinct_train_ids']:,} distinct ids\ncached at {corpus.path}")
 
 
-def exported(info: dict, out) -> None:
-    out.print(f"wrote {info['rows']:,} rows × {info['dim']} ({info['format']}): {', '.join(info['files'])}")
+def exported(info: dict, out, *, as_json: bool = False, run: AnsweredBy | None = None) -> None:
+    """What ``export`` wrote (export.export's record: format, rows, dim, files)."""
+    if as_json:
+        print_answer("export", info, out, run=run)
+        return
+    out.print(f"wrote {info['rows']:,} rows × {info['dim']} ({info['format']}): {', '.join(info['files'])}",
+              markup=False)
+    answered_line(run, out)
 
 
-def imported(source: str, run, out) -> None:
+def imported(source: str, run, out, *, as_json: bool = False) -> None:
+    """The run ``import-hf`` made (an imported table has no training step)."""
+    made = AnsweredBy.of_run(run, None)
+    if as_json:
+        print_answer("import-hf", {"source": source, "counts_known": False}, out, run=made)
+        return
     out.print(f"imported {source} → {run} (token counts unknown: queries use every row)\n"
-              f"try: embcli neighbors cat --run {run}")
+              f"try: embcli neighbors cat --run {run}", markup=False)
 
 
-def wrote(path, out) -> None:
-    out.print(f"wrote {path}")
+def wrote(path, out, *, as_json: bool = False, verb: str = "plot", run: AnsweredBy | None = None) -> None:
+    """A picture written (``plot words``, ``plot loss``)."""
+    if as_json:
+        print_answer(verb, {"files": [str(path)]}, out, run=run)
+        return
+    out.print(f"wrote {path}", markup=False)
+    answered_line(run, out)
 
 
 def busy(message: str):

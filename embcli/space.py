@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import EmbcliError
 from .runs import COUNTS, NORMS, TABLE, find_run, list_snapshots, read_meta
-from .tokenizer import N_VOCAB, Vocab
+from .tokenizer import N_VOCAB, Vocab, token_json
 
 
 @dataclass
@@ -43,7 +43,8 @@ class Neighbor:
     count: int | None
 
     def as_dict(self) -> dict:
-        return {"rank": self.rank, "id": self.id, "token": self.token, "similarity": round(self.similarity, 6),
+        """For JSON: the token as its real string (``token`` above is the shown form, ␣ for a space)."""
+        return {"rank": self.rank, **token_json(self.id), "similarity": round(self.similarity, 6),
                 "count": self.count}
 
 
