@@ -11,6 +11,7 @@ line on stderr, exit code 2 (1 for failures while running, 130 for an interrupt)
 from __future__ import annotations
 
 import enum
+import errno
 import functools
 import math
 import os
@@ -30,7 +31,7 @@ except ImportError:  # pragma: no cover - older typer
 
 
 from . import __version__
-from .errors import EmbcliError
+from .errors import EmbcliError, clip
 from .export import FORMATS
 from .queries import BASELINES
 from .space import ANALOGY_METHODS
@@ -139,6 +140,11 @@ def handle_errors(fn):
         except BrokenPipeError:  # the reader left (`embcli neighbors cat | head -1`): that is not an error
             _stdout_to_devnull()
             raise typer.Exit(0) from None
+        except OSError as exc:  # a name typed too long for any file system to even look up
+            if exc.errno != errno.ENAMETOOLONG:
+                raise
+            _err(f"a name is too long for the file system: {clip(str(exc.filename or ''))}")
+            raise typer.Exit(2) from None
 
     return wrapper
 
@@ -285,7 +291,7 @@ def train(
     val_fraction: float = typer.Option(0.01, "--val-fraction", help="Share of tokens held out for validation."),
     name: Optional[str] = typer.Option(None, "--name", "-n", help="Run name (default run1, run2, ...)."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue this run from its last checkpoint."),
-    device: str = typer.Option("auto", "--device", metavar="[auto|cpu|cuda|cuda:N|mps]",
+    device: str = typer.Option("auto", "--device", metavar="<auto|cpu|cuda|cuda:N|mps>",
                                autocompletion=lambda: ["auto", "cpu", "cuda", "mps"], help="Where to train."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (same seed, same run on CPU)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=0, help="Stop after this many steps."),

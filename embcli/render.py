@@ -33,10 +33,21 @@ from .space import ANALOGY_METHODS, Neighbor, Resolved
 
 
 def console(stderr: bool = False):
-    """A console for answers: no automatic highlighting of numbers and paths (the colours mean something)."""
+    """A console for answers: no automatic highlighting of numbers and paths (the colours mean something).
+
+    A reader that leaves early (``embcli neighbors cat | head -1``) is no error: rich's own answer
+    to a closed pipe is exit code 1, so the console raises BrokenPipeError instead, which the
+    command line turns into a quiet exit 0.
+    """
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    out = Console(stderr=stderr, highlight=False)
+    out.on_broken_pipe = _closed_pipe
+    return out
+
+
+def _closed_pipe() -> None:
+    raise BrokenPipeError
 
 
 def print_json(data, out, *, indent: int | None = 2) -> None:
