@@ -290,6 +290,12 @@ def inspect_token(space: EmbeddingSpace, word: str, top: int = 10, *, exact: boo
     return inspect_row(space, r.ids[0], top, resolved=r)
 
 
+# inspect table's JSON: every key always there, null where it is unknown (an imported table has no
+# training counts; a table without a model record has no share of it)
+TABLE_KEYS = ("rows", "dim", "parameters", "dtype", "bytes", "norm_percentiles", "rows_trained", "rows_untrained",
+              "median_norm_trained", "median_norm_untrained", "model_parameters", "share_of_model", "tied")
+
+
 @dataclass
 class TableResult:
     source: str
@@ -297,7 +303,7 @@ class TableResult:
     stats: dict  # EmbeddingSpace.table_stats: shape, bytes, norm percentiles, trained rows, tying
 
     def to_json(self) -> dict:
-        return self.stats
+        return {key: self.stats.get(key) for key in TABLE_KEYS}
 
 
 def inspect_table(space: EmbeddingSpace) -> TableResult:

@@ -378,7 +378,7 @@ def prepared(corpus, out, *, as_json: bool = False) -> None:
     """A tokenized corpus (data.PreparedCorpus): its manifest's totals and where it is cached."""
     m = corpus.manifest
     if as_json:
-        print_answer("prepare", dict(m, path=str(corpus.path)), out)
+        print_answer("prepare", {"path": str(corpus.path), "corpus": m}, out)
         return
     out.print(f"{m['description']}: {m['bytes']:,} bytes, {m['documents']:,} documents → "
               f"{m['tokens']['train']:,} training + {m['tokens']['val']:,} validation tokens, "
