@@ -504,10 +504,9 @@ def test_25_plot_words_has_the_option_its_errors_suggest(trained_run, tmp_path):
 def test_25_every_option_an_error_suggests_exists_on_that_command():
     """The cause, not the example: each '--option' a query's error can suggest is an option of every
     command whose words go through the same resolution."""
-    from embcli.cli import app as cli_app
     from typer.main import get_command
 
-    group = get_command(cli_app)
+    group = get_command(app)
     suggested = "--combine"  # space.resolve's advice for a word of several tokens
     for path in (["neighbors"], ["analogy"], ["similarity"], ["odd-one-out"], ["plot", "words"]):
         command = group
