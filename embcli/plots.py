@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import EmbcliError
-from .io import atomic_path
+from .io import atomic_path, write_error
+from .runs import refuse_run_files
 
 FIGSIZE, DPI = (8, 6), 100  # → 800 × 600 pixels
 
@@ -30,11 +31,12 @@ def _save(fig, out: Path) -> Path:
     if out.suffix.lower() != ".png":
         raise EmbcliError(f"pictures are PNG: give an output name ending in .png (got {out})")
     try:
+        refuse_run_files(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(out) as tmp:
             fig.savefig(tmp, format="png", dpi=DPI)
     except OSError as exc:
-        raise EmbcliError(f"cannot write {out}: {exc.strerror}") from None
+        raise write_error(out, exc) from None
     finally:
         plt.close(fig)
     return out
@@ -51,29 +53,35 @@ def pca_2d(x: np.ndarray) -> np.ndarray:
 
 
 def plot_words(space, resolved: list, neighbors: int, out: Path) -> Path:
-    """A 2-D PCA map of the chosen tokens (and each one's nearest neighbours), labelled."""
-    ids, labels, groups = [], [], []
+    """A 2-D PCA map of the chosen tokens (and each one's nearest neighbours), labelled.
+
+    Each point is a unit-length row — the cosine geometry every answer uses — and a word of
+    several tokens (``--combine mean``) is the mean of its pieces' unit rows, labelled as typed.
+    """
+    vectors, labels, groups, chosen, placed = [], [], [], [], set()
     for g, r in enumerate(resolved):
-        ids.append(r.ids[0])
-        labels.append(space.vocab.show(r.ids[0]))
+        vectors.append(space.vector(r))
+        labels.append(space.vocab.show(r.ids[0]) if r.single else r.text)
         groups.append(g)
+        chosen.append(True)
+        placed.add(tuple(r.ids))
         for n in space.most_similar([r], topn=neighbors) if neighbors else []:
-            if n.id not in ids:
-                ids.append(n.id)
+            if (n.id,) not in placed:
+                placed.add((n.id,))
+                vectors.append(space.unit(n.id))
                 labels.append(n.token)
                 groups.append(g)
-    coords = pca_2d(np.asarray(space.vectors[np.array(ids)]))
+                chosen.append(False)
+    coords = pca_2d(np.asarray(vectors))
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=FIGSIZE)
     cmap = plt.get_cmap("tab10")
-    chosen = {r.ids[0] for r in resolved}
-    for (x, y), label, g, i in zip(coords, labels, groups, ids):
-        big = i in chosen
+    for (x, y), label, g, big in zip(coords, labels, groups, chosen):
         ax.scatter([x], [y], color=cmap(g % 10), s=60 if big else 20, alpha=1 if big else 0.6)
         ax.annotate(label, (x, y), fontsize=11 if big else 8, weight="bold" if big else "normal",
                     xytext=(3, 3), textcoords="offset points")
     step = f" at step {space.step}" if space.step is not None else ""
-    ax.set_title(f"token rows, PCA to 2-D ({Path(space.source).name}{step})")
+    ax.set_title(f"token rows (unit length), PCA to 2-D ({Path(space.source).name}{step})")
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
     fig.tight_layout()
