@@ -13,7 +13,10 @@ from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI (a dependency there)
+    import tomli as tomllib
 
 from .errors import EmbcliError
 from .runs import model_info

@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -98,9 +99,21 @@ def resolve_files(paths: list[str]) -> list[Path]:
             files.extend(found)
         elif p.is_file():
             files.append(p)
+        elif p.exists():  # a FIFO, a device (/dev/null), a socket: no size or date to cache it by
+            raise EmbcliError(f"corpus: {item} is not a regular file ({_file_kind(p)}); give text files, "
+                              "folders or globs")
         else:
             raise EmbcliError(f"corpus: {item} does not exist")
     return files
+
+
+def _file_kind(path: Path) -> str:
+    mode = path.stat().st_mode
+    for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a file"
 
 
 def _decode(data: bytes, where: str) -> str:

@@ -16,3 +16,25 @@ class EmbcliError(Exception):
         # quiet: already said by another process (under torchrun every rank finds a bad setting;
         # rank 0 alone says so), so this one exits with the code and prints nothing
         self.quiet = quiet
+
+
+def clip(text: str, limit: int = 40) -> str:
+    """User text to echo in a message, shortened when long: a 5,000-character word is not echoed whole."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit - 12]}…{text[-8:]} ({len(text):,} characters)"
+
+
+MESSAGE_LIMIT = 600  # characters: an error is one line, a few on a narrow terminal
+
+
+def one_line(message: str) -> str:
+    """An error message as one line of bounded length, whatever it echoes.
+
+    Messages clip the user's text where they echo it (:func:`clip`); this is the last guard, so no
+    message (a list of a long word's pieces, an OS error's text) ever fills a screen.
+    """
+    text = " ".join(message.splitlines())
+    if len(text) > MESSAGE_LIMIT:
+        text = text[:MESSAGE_LIMIT - 30] + f"… (cut from {len(text):,} characters)"
+    return text

@@ -121,7 +121,7 @@ def page_words(space: EmbeddingSpace, ids) -> dict[str, list]:
 
 
 def build_page_data(run: str | Path | None = None, *, tokens: int = DEFAULT_TOKENS,
-                    min_count: int = DEFAULT_MIN_COUNT) -> PageData:
+                    min_count: int = DEFAULT_MIN_COUNT, runs_dir: Path | None = None) -> PageData:
     """The page's tokens, rows and aligned coordinates at every snapshot of a run.
 
     ``min_count`` is the answer verbs' (space.DEFAULT_MIN_COUNT unless given): the page holds only
@@ -134,7 +134,7 @@ def build_page_data(run: str | Path | None = None, *, tokens: int = DEFAULT_TOKE
         raise EmbcliError(f"--tokens is at most {MAX_TOKENS:,} (got {tokens:,}): the page would be too large to open")
     if min_count < 0:
         raise EmbcliError(f"--min-count must be ≥ 0 (got {min_count})")
-    run_dir = find_run(str(run) if run is not None else None)
+    run_dir = find_run(str(run) if run is not None else None, runs_dir)
     facts = run_facts(run_dir)
     space = EmbeddingSpace.from_run(run_dir, min_count=min_count)  # counts, vocab, the resolve rule
     ids = frequent_ids(space.counts, tokens, min_count, len(space.vectors))
@@ -252,6 +252,11 @@ def check_writable(out: Path) -> None:
         raise EmbcliError(f"cannot write {out}: the folder {parent} does not exist")
     import os
 
+    from .io import regular_target
+    from .runs import refuse_run_files
+
+    refuse_run_files(out)  # the page never replaces a run's own files
+    regular_target(out)  # nor a device, a FIFO or a socket
     if not os.access(parent, os.W_OK):
         raise EmbcliError(f"cannot write {out}: the folder {parent} is not writable")
     if out.exists() and not os.access(out, os.W_OK):
@@ -284,24 +289,27 @@ class ExploreResult:
     last_step: int
     vectors_bytes: int  # the float16 rows and float32 norms of every snapshot, before base64
     max_cosine_error: float  # float16 rows against float32, measured on a sample
+    run_dir: Path  # the run drawn (named in the answer's envelope, not among its fields)
 
     def to_json(self) -> dict:
-        return dict(asdict(self), path=str(self.path))
+        fields = dict(asdict(self), path=str(self.path))
+        del fields["run_dir"]
+        return fields
 
 
 def explore(run: str | Path | None = None, out: Path | None = None, *, tokens: int = DEFAULT_TOKENS,
-            min_count: int = DEFAULT_MIN_COUNT) -> ExploreResult:
+            min_count: int = DEFAULT_MIN_COUNT, runs_dir: Path | None = None) -> ExploreResult:
     """Build and write the page (default ``explore-<run>.html``); an unwritable output is refused first."""
     if out is not None:
         check_writable(out)
     js = plotly_js()
-    page = build_page_data(run, tokens=tokens, min_count=min_count)
+    page = build_page_data(run, tokens=tokens, min_count=min_count, runs_dir=runs_dir)
     out = Path(out) if out is not None else default_output(page.data["run"])
     check_writable(out)
     size = write_page(out, render_html(page.data, js))
     frames = page.data["frames"]
     return ExploreResult(out, size, page.tokens, tokens, min_count, page.snapshots, frames[0]["step"],
-                         frames[-1]["step"], page.vectors_bytes, page.max_cosine_error)
+                         frames[-1]["step"], page.vectors_bytes, page.max_cosine_error, Path(page.data["source"]))
 
 
 __all__ = ["DEFAULT_TOKENS", "PRESETS", "ExploreResult", "PageData", "build_page_data", "explore", "page_words",

@@ -16,6 +16,9 @@ Formats:
 - ``hf``: the whole model as a Hugging Face GPT-2 folder (:func:`export_hf`): ``config.json`` +
   ``model.safetensors`` that ``GPT2LMHeadModel.from_pretrained`` loads, GPT-2's tokenizer files
   made from the shipped ranks, and a model card. The weights come from the run's checkpoint.
+
+Exports never write into a run folder (any run's: its files are embcli's own) and replace only
+regular files: a symlink is followed, a device, FIFO or socket is refused (``io.regular_target``).
 """
 
 from __future__ import annotations
@@ -31,7 +34,15 @@ from pathlib import Path
 import numpy as np
 
 from .errors import EmbcliError
-from .io import atomic_path, fsync_dir, make_dir_public, save_npy_atomic, write_bytes_atomic
+from .io import (
+    atomic_path,
+    fsync_dir,
+    make_dir_public,
+    regular_target,
+    save_npy_atomic,
+    write_bytes_atomic,
+    write_error,
+)
 
 TABLE_FORMATS = ("word2vec", "word2vec-bin", "projector", "npy", "safetensors")
 FORMATS = TABLE_FORMATS + ("hf",)
@@ -116,6 +127,28 @@ def select_rows(counts: np.ndarray | None, min_count: int, top: int | None) -> n
     return ids
 
 
+def ids_path(out: Path) -> Path:
+    """Where an npy export of a subset names its rows: ``x.npy`` → ``x.ids.npy``."""
+    return out.with_name(out.name.removesuffix(".npy") + ".ids.npy")
+
+
+def check_targets(fmt: str, out: Path) -> None:
+    """Before anything is written: every file the export may write is outside every run folder
+    and is a regular file or nothing yet; the projector's folder is a folder."""
+    from .runs import refuse_run_files
+
+    if fmt == "projector":
+        if out.exists() and not out.is_dir():
+            raise EmbcliError(f"{out} is not a folder: the projector export writes a folder")
+        targets = [out, out / "vectors.tsv", out / "metadata.tsv", out / PROJECTOR_CONFIG]
+    else:
+        targets = [out, ids_path(out)] if fmt == "npy" else [out]
+    for target in targets:
+        refuse_run_files(target)
+        if target != out or fmt != "projector":
+            regular_target(target)
+
+
 def export(space, fmt: str, out: Path, *, min_count: int = 1, top: int | None = None, keys: str = "words") -> dict:
     """Write the rows of ``space`` in one of the table formats (the ``hf`` model is :func:`export_hf`)."""
     if fmt not in TABLE_FORMATS:
@@ -123,11 +156,12 @@ def export(space, fmt: str, out: Path, *, min_count: int = 1, top: int | None = 
     if keys not in KEY_STYLES:
         raise EmbcliError(f"--keys takes {' or '.join(KEY_STYLES)} (got {keys!r})")
     out = Path(out)
+    check_targets(fmt, out)
     parent = out if fmt == "projector" else out.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise EmbcliError(f"cannot write to {parent}: {exc.strerror}") from None
+        raise write_error(parent, exc) from None
     ids = select_rows(space.counts, min_count, top)
     if fmt in ("npy", "safetensors"):
         ids = np.sort(ids)  # arrays keep id order: row i of the full table is token i
@@ -167,9 +201,8 @@ def export(space, fmt: str, out: Path, *, min_count: int = 1, top: int | None = 
         save_npy_atomic(out, rows)
         files.append(out)
         if len(ids) != len(space.vectors) or not np.array_equal(ids, np.arange(len(ids))):
-            ids_path = out.with_name(out.name.removesuffix(".npy") + ".ids.npy")
-            save_npy_atomic(ids_path, ids.astype(np.int64))
-            files.append(ids_path)
+            save_npy_atomic(ids_path(out), ids.astype(np.int64))
+            files.append(ids_path(out))
     else:
         from safetensors.numpy import save
 
@@ -415,6 +448,9 @@ def export_hf(run: Path, out: Path, *, step: int | None = None, force: bool = Fa
                                                                   "vocab_size")):
         raise EmbcliError(f"{run}/config.json is missing or damaged: the model's shape is unknown")
     _check_output_folder(out, run, force)
+    from .runs import refuse_run_files
+
+    refuse_run_files(out)  # a run's folder holds embcli's own files: never an export's
     tensors = hf_weights(weights, cfg)
     parameters = sum(v.size for v in weights.values())
     files = {HF_MODEL: save(tensors, metadata={"format": "pt"}),
@@ -424,8 +460,8 @@ def export_hf(run: Path, out: Path, *, step: int | None = None, force: bool = Fa
              **_tokenizer_files(cfg["block_size"]),
              "README.md": _model_card(run, meta, cfg, saved_step, parameters, out.name).encode()}
     _write_folder(out, files)
-    return {"format": "hf", "step": saved_step, "parameters": parameters, "rows": cfg["vocab_size"],
-            "dim": cfg["n_embd"], "folder": str(out), "files": [str(out / name) for name in files]}
+    return {"format": "hf", "rows": cfg["vocab_size"], "dim": cfg["n_embd"], "files": [str(out / name) for name in files],
+            "step": saved_step, "parameters": parameters, "folder": str(out)}
 
 
 def _write_folder(out: Path, files: dict[str, bytes]) -> None:
@@ -436,7 +472,7 @@ def _write_folder(out: Path, files: dict[str, bytes]) -> None:
         work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
         make_dir_public(work)
     except OSError as exc:
-        raise EmbcliError(f"cannot write to {out.parent}: {exc.strerror}") from None
+        raise write_error(out.parent, exc) from None
     old = None
     try:
         for name, data in files.items():
@@ -457,7 +493,7 @@ def _write_folder(out: Path, files: dict[str, bytes]) -> None:
             raise
         fsync_dir(out.parent)
     except OSError as exc:
-        raise EmbcliError(f"cannot write {out}: {exc.strerror}; nothing was left half-written") from None
+        raise write_error(out, exc, "; nothing was left half-written") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if old is not None:
@@ -468,18 +504,74 @@ def _write_folder(out: Path, files: dict[str, bytes]) -> None:
 # A Hugging Face GPT-2 in, as a run
 # ---------------------------------------------------------------------------------------------
 
+HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[\w.-]{1,96})?$")  # "gpt2", "openai-community/gpt2"
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Can the Hugging Face hub be reached at all (one TCP connection, no retries)?"""
+    import socket
+    from urllib.parse import urlsplit
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    url = urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _hub_cached(name: str) -> bool:
+    """Is this hub model in the local Hugging Face cache (its config.json, at least)?"""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    try:
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except Exception:  # noqa: BLE001 - an odd name is simply not cached
+        return False
+
+
+def _check_source(source: str) -> bool:
+    """A local model folder (True), or a hub name worth asking the hub about (False); anything
+    else is one line at once — never half a minute of the hub's retries for a mistyped folder."""
+    local = Path(source).expanduser()
+    if local.exists():
+        if not local.is_dir():
+            raise EmbcliError(f"{source} is not a folder: import-hf takes a GPT2LMHeadModel folder or a hub name")
+        if not (local / "config.json").is_file():
+            raise EmbcliError(f"{source} has no config.json: not a Hugging Face model folder")
+        return True
+    looks_local = (source.startswith((".", "/", "~")) or source.endswith("/") or source.count("/") > 1
+                   or not HUB_NAME.match(source) or "--" in source or ".." in source)
+    if looks_local:
+        raise EmbcliError(f"no such folder: {source}")
+    return False
+
 
 def import_hf(name_or_path: str, run_name: str | None = None, runs_dir: Path | None = None) -> Path:
     """A Hugging Face GPT-2 checkpoint (GPT2LMHeadModel) → an embcli run whose table is its wte."""
+    from .runs import META, RunMeta, model_info, new_run_dir, runs_folder, save_table, write_config
+
+    source = str(name_or_path)
+    local = _check_source(source)
+    name = run_name or Path(source.rstrip("/")).name.replace("/", "-") or "hf"
+    existing = runs_folder(runs_dir) / name
+    if (existing / META).exists():  # before the model is loaded; and imports have no --resume
+        raise EmbcliError(f"run {existing} exists already: pick another --name")
+    if not local and not _hub_cached(source) and not _hub_reachable():
+        raise EmbcliError(f"no such folder: {source} (nor a model of that name in the Hugging Face cache, "
+                          "and the hub cannot be reached)")
     try:
         from transformers import GPT2LMHeadModel
     except ImportError:
         raise EmbcliError("import-hf needs transformers: pip install 'embcli[hf]'") from None
     from . import __version__
-    from .runs import RunMeta, model_info, new_run_dir, save_table, write_config
 
     try:
-        model = GPT2LMHeadModel.from_pretrained(name_or_path)
+        model = GPT2LMHeadModel.from_pretrained(source)
     except Exception as exc:  # transformers raises OSError, ValueError, HTTP errors...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EmbcliError(f"cannot load a GPT-2 model from {name_or_path}: {first}") from None
@@ -489,7 +581,6 @@ def import_hf(name_or_path: str, run_name: str | None = None, runs_dir: Path | N
         raise EmbcliError(f"{name_or_path} has {table.shape[0]} token rows; embcli needs GPT-2's 50257")
     tied = model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()
     total = sum(p.numel() for p in model.parameters())
-    name = run_name or Path(str(name_or_path).rstrip("/")).name.replace("/", "-") or "hf"
     run = new_run_dir(name, runs_dir)
     save_table(run, table)
     write_config(run, {"n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd,

@@ -1,36 +1,80 @@
 """Atomic file writes: a temp file in the same folder, flushed, fsynced, then renamed over the
-target. A crash at any point leaves either the old file or the new one, never half of either."""
+target. A crash at any point leaves either the old file or the new one, never half of either.
+
+Only regular files are replaced. A symlink is followed (the file it points to is replaced and the
+link stays, as a shell's ``>`` would do); a device, a FIFO, a socket or a folder at the target is
+refused, never replaced. A target that cannot be written (no permission, a read-only file system,
+no such folder) is exit code 2 like every other problem with what the user gave; a failure of the
+machine while writing (disk full, I/O error) is 1.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from .errors import EmbcliError
+from .errors import EmbcliError, clip
+
+# The machine failed while writing; any other OSError means the target cannot be written as given.
+MACHINE_ERRORS = (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.ENOMEM)
+
+
+def write_error(path: Path, exc: OSError, also: str = "") -> EmbcliError:
+    """One line for a failed write, with the OS's reason, and the exit code for its cause."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return EmbcliError(f"cannot write {clip(str(path), 200)}: {reason}{also}",
+                       exit_code=1 if exc.errno in MACHINE_ERRORS else 2)
+
+
+FILE_KINDS = ((stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"), (stat.S_ISFIFO, "FIFO"),
+              (stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "folder"))
+
+
+def regular_target(path: Path) -> Path:
+    """The file a write to ``path`` replaces: ``path`` itself, or the file a symlink there points to.
+
+    Refuses anything but a regular file (or nothing yet): a device (``/dev/full``), a FIFO, a
+    socket or a folder is never replaced by a file.
+    """
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode  # follows symlinks: what is really there
+    except FileNotFoundError:
+        return Path(os.path.realpath(path))  # nothing yet (or a link to nothing yet): created
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    for is_kind, kind in FILE_KINDS:
+        if is_kind(mode):
+            raise EmbcliError(f"{path} is a {kind}, not a regular file: embcli writes only regular files "
+                              f"and never replaces {'a folder' if kind == 'folder' else 'a ' + kind}")
+    return Path(os.path.realpath(path))
 
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yields a temporary path to write; on success it replaces ``path`` in one rename."""
-    path = Path(path)
+    """Yields a temporary path to write; on success it replaces ``path`` (a regular file, or the
+    file a symlink points to: :func:`regular_target`) in one rename."""
+    shown, path = Path(path), regular_target(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a saved file gets the usual mode
         os.close(fd)
     except OSError as exc:
-        raise EmbcliError(f"cannot write {path}: {exc.strerror}", exit_code=1) from None
+        raise write_error(shown, exc) from None
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        raise EmbcliError(f"cannot write {path}: {exc.strerror}; the previous file is untouched", exit_code=1) from None
+        raise write_error(shown, exc, "; the previous file is untouched") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import EmbcliError
-from .io import atomic_path
+from .io import atomic_path, write_error
+from .runs import refuse_run_files
 
 FIGSIZE, DPI = (8, 6), 100  # → 800 × 600 pixels
 FORMATS = (".png", ".svg", ".pdf")
@@ -39,6 +40,7 @@ def check_output(out: Path, *, gif: bool = False) -> Path:
                           f"(got {out})")
     if out.is_dir():
         raise EmbcliError(f"cannot write {out}: it is a folder")
+    refuse_run_files(out)  # a picture never replaces a run's own files
     return out
 
 
@@ -50,7 +52,7 @@ def _save(fig, out: Path) -> Path:
         with atomic_path(out) as tmp:
             fig.savefig(tmp, format=out.suffix.lower()[1:], dpi=DPI)
     except OSError as exc:
-        raise EmbcliError(f"cannot write {out}: {exc.strerror}") from None
+        raise write_error(out, exc) from None
     finally:
         plt.close(fig)
     return out
@@ -137,23 +139,29 @@ def place_labels(ax, xy: np.ndarray, labels: list[str], *, colours, sizes, weigh
 
 
 def _word_items(space, resolved: list, groups: list[int], neighbors: int):
-    """ids to draw, with their labels, group numbers and whether each was asked for."""
-    ids, labels, group_of, chosen = [], [], [], []
+    """What to draw: each item's token ids (several for a word combined with ``--combine mean``),
+    its label, its group number and whether it was asked for (neighbours were not)."""
+    items, labels, group_of, chosen = [], [], [], []
     for r, g in zip(resolved, groups):
-        if r.ids[0] in ids:
+        if tuple(r.ids) in items:
             continue
-        ids.append(r.ids[0])
-        labels.append(space.vocab.show(r.ids[0]))
+        items.append(tuple(r.ids))
+        labels.append(space.vocab.show(r.ids[0]) if r.single else r.text)
         group_of.append(g)
         chosen.append(True)
     for r, g in zip(resolved, groups):
         for n in space.most_similar([r], topn=neighbors) if neighbors else []:
-            if n.id not in ids:
-                ids.append(n.id)
+            if (n.id,) not in items:
+                items.append((n.id,))
                 labels.append(n.token)
                 group_of.append(g)
                 chosen.append(False)
-    return ids, labels, group_of, chosen
+    return items, labels, group_of, chosen
+
+
+def _item_rows(vectors, items: list[tuple[int, ...]]) -> np.ndarray:
+    """One row per item: a token's row, or the mean of a combined word's rows."""
+    return np.stack([np.asarray(vectors[list(ids)], dtype=np.float64).mean(axis=0) for ids in items])
 
 
 def _colours(group_of: list[int], n_groups: int, neighbors: int) -> list[str]:
@@ -191,11 +199,12 @@ def plot_words(space, resolved: list, neighbors: int, out: Path, groups: list[in
     check_output(out)
     groups = groups if groups is not None else list(range(len(resolved)))
     n_groups = len(set(groups)) if group_words else (len(resolved) if neighbors else 1)
-    ids, labels, group_of, chosen = _word_items(space, resolved, groups, neighbors)
+    items, labels, group_of, chosen = _word_items(space, resolved, groups, neighbors)
     from .projection import pca2
 
-    pca = pca2(np.asarray(space.vectors[np.array(ids)]))
-    xy = pca.apply(np.asarray(space.vectors[np.array(ids)]))
+    rows = _item_rows(space.vectors, items)
+    pca = pca2(rows)
+    xy = pca.apply(rows)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=FIGSIZE)
     _pad_limits(ax, xy)
@@ -209,18 +218,17 @@ def plot_words(space, resolved: list, neighbors: int, out: Path, groups: list[in
     return _save(fig, out)
 
 
-def word_map(run: str | Path | None, words: list[str], out: Path, *, neighbors: int = 0,
-             steps: list[int] | None = None, over_training: bool = False, min_count: int = 1,
-             exact: bool = False) -> Path:
-    """`embcli plot words`: the map of ``words`` in one table, or over training on one set of axes.
+def word_map(space, words: list[str], out: Path, *, neighbors: int = 0, steps: list[int] | None = None,
+             over_training: bool = False, exact: bool = False, combine: str | None = None) -> Path:
+    """`embcli plot words`: the map of ``words`` in ``space``'s table, or over its run's training on
+    one set of axes.
 
-    Words joined by commas ("cat,dog,horse") are a group and share a colour. ``steps``: one step
-    draws that snapshot; several (or ``over_training``, or a ``.gif`` output) draw the chosen
-    snapshots — all of them when ``steps`` is None — as small multiples or an animation. Words are
-    resolved once, in the final table (by the run's counts, as every verb resolves them).
+    Words joined by commas ("cat,dog,horse") are a group and share a colour. ``space`` is the table
+    the words are resolved in (by the run's counts, as every verb resolves them): the snapshot to
+    draw for a single map, the final table for a picture over training. ``steps``: the snapshots
+    drawn over training (all when None) as small multiples or, for a ``.gif`` output, an animation.
     """
-    from .queries import open_space, resolve_all
-    from .runs import find_run
+    from .queries import resolve_all
 
     over_training = over_training or Path(out).suffix.lower() == ".gif"
     check_output(out, gif=over_training)
@@ -230,14 +238,11 @@ def word_map(run: str | Path | None, words: list[str], out: Path, *, neighbors: 
     flat = [w for g in groups for w in g]
     group_of = [k for k, g in enumerate(groups) for _ in g]
     group_words = groups if any(len(g) > 1 for g in groups) else None
+    resolved = resolve_all(space, flat, exact, combine)
     if over_training:
-        space = open_space(run, None, min_count)
-        return plot_words_over_training(space, find_run(str(run) if run is not None else None),
-                                        resolve_all(space, flat, exact), neighbors, out, steps=steps,
+        return plot_words_over_training(space, Path(space.source), resolved, neighbors, out, steps=steps,
                                         groups=group_of, group_words=group_words)
-    space = open_space(run, steps[0] if steps else None, min_count)
-    return plot_words(space, resolve_all(space, flat, exact), neighbors, out, groups=group_of,
-                      group_words=group_words)
+    return plot_words(space, resolved, neighbors, out, groups=group_of, group_words=group_words)
 
 
 def _pad_limits(ax, xy, pad=0.12):
@@ -271,7 +276,12 @@ def plot_words_over_training(space, run_dir: Path, resolved: list, neighbors: in
     out = check_output(out, gif=True)
     groups = groups if groups is not None else list(range(len(resolved)))
     n_groups = len(set(groups)) if group_words else (len(resolved) if neighbors else 1)
-    ids, labels, group_of, chosen = _word_items(space, resolved, groups, neighbors)
+    items, labels, group_of, chosen = _word_items(space, resolved, groups, neighbors)
+    several = [label for ids, label in zip(items, labels) if len(ids) > 1]
+    if several:
+        raise EmbcliError(f"over training each word must be one token ({several[0]!r} is {len(items[labels.index(several[0])])}); "
+                          "--combine mean draws one table: drop --steps / the .gif, or give single-token words")
+    ids = [i[0] for i in items]
     fit = np.union1d(frequent_ids(space.counts, FIT_ROWS, 1, len(space.vectors)), np.array(ids))
     frames = aligned_frames(run_dir, ids, fit_ids=fit, steps=steps)
     seen = tokens_seen_at(run_dir, run_facts(run_dir).history, frames.steps)
@@ -352,7 +362,7 @@ def _write_gif(frames, seen, labels, colours, chosen, limits, xlabel, ylabel, na
             images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0,
                            optimize=True, disposal=1)
     except OSError as exc:
-        raise EmbcliError(f"cannot write {out}: {exc.strerror}") from None
+        raise write_error(out, exc) from None
     return out
 
 

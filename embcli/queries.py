@@ -36,6 +36,7 @@ from .runs import (
     runs_root,
 )
 from .space import DEFAULT_MIN_COUNT, EmbeddingSpace, Neighbor, Resolved
+from .tokenizer import token_json
 
 # ---------------------------------------------------------------------------------------------
 # A run's description, as the query side reads it
@@ -59,6 +60,38 @@ class RunFacts:
     corpus_path: Path | None  # the prepared corpus the run trained on; None for imported runs
     loss_kind: str | None  # "sampled": train losses are the sampled-softmax estimate
     history: dict  # {"train": [[step, tokens, loss], ...], "val": [...]}
+
+
+@dataclass(frozen=True)
+class AnsweredBy:
+    """Which run and step answered: every answer names it (a dim line under text, ``"run"`` in JSON).
+
+    ``step`` is the step of the table the answer read (a snapshot's, or the final table's); None
+    when the run has no training step (an imported model).
+    """
+
+    name: str
+    path: str
+    step: int | None
+
+    @classmethod
+    def of_run(cls, run_dir: Path | str, step: int | None) -> AnsweredBy:
+        return cls(Path(run_dir).name, str(run_dir), step)
+
+    @classmethod
+    def of_space(cls, space: EmbeddingSpace) -> AnsweredBy | None:
+        """The run a loaded table came from; None for a table that is no run's (a baseline, a test's)."""
+        if not space.source or not Path(space.source).is_dir():
+            return None
+        return cls.of_run(space.source, space.step)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "path": self.path, "step": self.step}
+
+    def describe(self) -> str:
+        """``from run1 at step 1,000 (runs/run1)``: the line under a text answer."""
+        at = f" at step {self.step:,}" if self.step is not None else ""
+        return f"from {self.name}{at} ({self.path})"
 
 
 def run_facts(run_dir: Path) -> RunFacts:
@@ -90,9 +123,10 @@ def model_shape(run_dir: Path) -> dict:
         raise EmbcliError(f"{path} is damaged (not valid JSON)") from None
 
 
-def open_space(run: str | Path | None, step: int | None = None, min_count: int = 1) -> EmbeddingSpace:
-    """The table of a run (the newest when ``run`` is None), final or at a snapshot step."""
-    return EmbeddingSpace.from_run(run, step, min_count=min_count)
+def open_space(run: str | Path | None, step: int | None = None, min_count: int = 1,
+               runs_dir: Path | None = None) -> EmbeddingSpace:
+    """The table of a run (the newest under ``runs_dir`` when ``run`` is None), final or at a snapshot step."""
+    return EmbeddingSpace.from_run(run, step, min_count=min_count, root=runs_dir)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,6 +144,11 @@ def resolve_all(space: EmbeddingSpace, words: list[str], exact: bool = False,
     return [space.resolve(w, exact=exact, combine=combine) for w in words]
 
 
+def word_json(r: Resolved) -> dict:
+    """A typed word in JSON answers: as typed, how it was read, and the tokens it became."""
+    return {"text": r.text, "how": r.how, "why": r.why, "tokens": [token_json(i) for i in r.ids]}
+
+
 @dataclass(frozen=True)
 class LeftOut:
     """Rows no answer may contain: trained fewer than ``min_count`` times, so still mostly noise."""
@@ -117,6 +156,10 @@ class LeftOut:
     rows: int
     min_count: int
     unseen: int  # of those rows, the ones training never saw (the rest were seen 1 to min_count − 1 times)
+
+    @staticmethod
+    def json_of(left: LeftOut | None) -> dict | None:
+        return {"rows": left.rows, "min_count": left.min_count, "unseen": left.unseen} if left else None
 
 
 def left_out(space: EmbeddingSpace) -> LeftOut | None:
@@ -140,9 +183,10 @@ class NeighborsResult:
     words: list[WordNeighbors]
     left_out: LeftOut | None
 
-    def to_json(self) -> list:
-        return [{"query": w.query.text, "ids": w.query.ids, "how": w.query.how, "why": w.query.why,
-                 "neighbors": [n.as_dict() for n in w.neighbors]} for w in self.words]
+    def to_json(self) -> dict:
+        return {"words": [{"query": word_json(w.query), "neighbors": [n.as_dict() for n in w.neighbors]}
+                          for w in self.words],
+                "left_out": LeftOut.json_of(self.left_out)}
 
 
 def neighbors(space: EmbeddingSpace, words: list[str], top: int = 10, *, exact: bool = False,
@@ -162,8 +206,8 @@ class AnalogyResult:
     left_out: LeftOut | None
 
     def to_json(self) -> dict:
-        return {"a": self.a.ids, "b": self.b.ids, "c": self.c.ids, "method": self.method,
-                "answers": [n.as_dict() for n in self.answers]}
+        return {"a": word_json(self.a), "b": word_json(self.b), "c": word_json(self.c), "method": self.method,
+                "answers": [n.as_dict() for n in self.answers], "left_out": LeftOut.json_of(self.left_out)}
 
 
 def analogy(space: EmbeddingSpace, a: str, b: str, c: str, top: int = 10, *, method: str = "add",
@@ -181,7 +225,7 @@ class SimilarityResult:
     similarity: float
 
     def to_json(self) -> dict:
-        return {"a": self.a.ids, "b": self.b.ids, "similarity": self.similarity}
+        return {"a": word_json(self.a), "b": word_json(self.b), "similarity": self.similarity}
 
 
 def similarity(space: EmbeddingSpace, w1: str, w2: str, *, exact: bool = False,
@@ -196,8 +240,8 @@ class OddOneOutResult:
     ranked: list[tuple[float, Resolved]]  # (cosine to the mean, word), most typical first
 
     def to_json(self) -> dict:
-        return {"odd_one_out": self.odd.text,
-                "scores": [{"word": r.text, "cosine_to_mean": s} for s, r in self.ranked]}
+        return {"odd_one_out": word_json(self.odd),
+                "scores": [{"word": word_json(r), "cosine_to_mean": s} for s, r in self.ranked]}
 
 
 def odd_one_out(space: EmbeddingSpace, words: list[str], *, exact: bool = False,
@@ -211,10 +255,10 @@ def odd_one_out(space: EmbeddingSpace, words: list[str], *, exact: bool = False,
 class TokenizeResult:
     text: str
     ids: list[int]
-    pieces: list[str]  # each id's bytes, shown with ␣ for the leading space
+    pieces: list[str]  # each id's bytes, shown with ␣ for the leading space (tables only)
 
     def to_json(self) -> dict:
-        return {"text": self.text, "ids": self.ids, "pieces": self.pieces}
+        return {"text": self.text, "tokens": [token_json(i) for i in self.ids]}
 
 
 def tokenize(text: str) -> TokenizeResult:
@@ -246,8 +290,10 @@ class RowResult:
     resolved: Resolved | None = None  # set when the row was asked for by word
 
     def to_json(self) -> dict:
-        stats = {k: getattr(self, k) for k in ("id", "token", "count", "norm", "mean", "std", "min", "max", "dim")}
-        return dict(stats, values=self.values.tolist(), neighbors=[n.as_dict() for n in self.neighbors])
+        stats = {k: getattr(self, k) for k in ("count", "norm", "mean", "std", "min", "max", "dim")}
+        return dict(token_json(self.id), **stats, values=self.values.tolist(),
+                    neighbors=[n.as_dict() for n in self.neighbors],
+                    word=word_json(self.resolved) if self.resolved else None)
 
 
 def inspect_row(space: EmbeddingSpace, token_id: int, top: int = 10, *,
@@ -265,6 +311,12 @@ def inspect_token(space: EmbeddingSpace, word: str, top: int = 10, *, exact: boo
     return inspect_row(space, r.ids[0], top, resolved=r)
 
 
+# inspect table's JSON: every key always there, null where it is unknown (an imported table has no
+# training counts; a table without a model record has no share of it)
+TABLE_KEYS = ("rows", "dim", "parameters", "dtype", "bytes", "norm_percentiles", "rows_trained", "rows_untrained",
+              "median_norm_trained", "median_norm_untrained", "model_parameters", "share_of_model", "tied")
+
+
 @dataclass
 class TableResult:
     source: str
@@ -272,7 +324,7 @@ class TableResult:
     stats: dict  # EmbeddingSpace.table_stats: shape, bytes, norm percentiles, trained rows, tying
 
     def to_json(self) -> dict:
-        return self.stats
+        return {key: self.stats.get(key) for key in TABLE_KEYS}
 
 
 def inspect_table(space: EmbeddingSpace) -> TableResult:
@@ -289,21 +341,24 @@ class ModelResult:
     source: str  # the run folder, or "config NAME"
     parameters: dict  # parameters, table_parameters, table_share, rows, dim, tied
     shape: dict  # n_layer, n_head, n_embd, block_size (and for a config, every field)
+    answered_by: AnsweredBy | None = None  # the run described; None for a config
 
     def to_json(self) -> dict:
-        return dict(self.parameters, config={k: self.shape.get(k) for k in SHAPE_KEYS})
+        return dict(self.parameters, config={k: self.shape.get(k) for k in SHAPE_KEYS},
+                    config_name=self.source.removeprefix("config ") if self.answered_by is None else None)
 
 
 def inspect_model(run: str | None = None, *, config: str | None = None,
-                  overrides: list[str] | None = None) -> ModelResult:
+                  overrides: list[str] | None = None, runs_dir: Path | None = None) -> ModelResult:
     """A run's model (or, with ``config``, the model a config would build) and the table's share."""
     if config:
         from .config import load_config
 
         cfg = load_config(config, overrides)
         return ModelResult(f"config {config}", cfg.parameter_count(), cfg.to_dict())
-    run_dir = find_run(run)
-    return ModelResult(str(run_dir), run_facts(run_dir).model, model_shape(run_dir))
+    run_dir = find_run(run, runs_dir)
+    facts = run_facts(run_dir)
+    return ModelResult(str(run_dir), facts.model, model_shape(run_dir), AnsweredBy.of_run(run_dir, facts.step))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,13 +370,14 @@ def inspect_model(run: str | None = None, *, config: str | None = None,
 class RunRow:
     run: str
     path: str
-    status: str | None
+    status: str | None  # running, finished, interrupted, imported; "damaged" when meta.json cannot be read
     step: int | None
     tokens: int | None
     train_loss: float | None
     val_loss: float | None
     parameters: int | None
     corpus: str
+    problem: str | None = None  # why a damaged run's meta.json cannot be read
 
 
 @dataclass
@@ -329,14 +385,19 @@ class RunsResult:
     root: Path  # where the runs were looked for
     runs: list[RunRow]  # oldest first
 
-    def to_json(self) -> list:
-        return [asdict(r) for r in self.runs]
+    def to_json(self) -> dict:
+        return {"root": str(self.root), "runs": [asdict(r) for r in self.runs]}
 
 
 def runs(runs_dir: Path | None = None) -> RunsResult:
+    """Every run under ``runs_dir``, oldest first; a run whose meta.json is damaged is listed as such."""
     rows = []
     for run_dir in list_runs(runs_dir):
-        f = run_facts(run_dir)
+        try:
+            f = run_facts(run_dir)
+        except EmbcliError as exc:  # one damaged run hides none of the others
+            rows.append(RunRow(run_dir.name, str(run_dir), "damaged", None, None, None, None, None, "", str(exc)))
+            continue
         rows.append(RunRow(run_dir.name, str(run_dir), f.status, f.step, f.tokens_seen, f.train_loss, f.val_loss,
                            f.model.get("parameters"), f.corpus_description))
     return RunsResult(runs_dir or runs_root(), rows)
@@ -384,7 +445,7 @@ class EvalResult:
     tables: dict[str, TableScores]  # "embcli" first, then any baseline
 
     def to_json(self) -> dict:
-        return {name: scores.to_json() for name, scores in self.tables.items()}
+        return {"tables": {name: scores.to_json() for name, scores in self.tables.items()}}
 
 
 def evaluate(space: EmbeddingSpace, *, pairs: Path | None = None, analogies: Path | None = None,
@@ -435,24 +496,27 @@ class TraceResult:
     target: Resolved
     top: int
     snapshots: list[TraceStep]  # step 0 (the random start) first
-    similarity: dict[str, list[float]] = field(default_factory=dict)  # other token → cosine at each snapshot
+    similarity: dict[str, list[float]] = field(default_factory=dict)  # other token (shown) → cosine at each snapshot
+    followed: dict[str, int] = field(default_factory=dict)  # the same tokens (shown) → their ids
+    answered_by: AnsweredBy | None = None  # the run, at its last snapshot
 
     @property
     def steps(self) -> list[int]:
         return [s.step for s in self.snapshots]
 
     def to_json(self) -> dict:
-        return {"word": self.word, "id": self.target.ids,
+        return {"word": word_json(self.target), "top": self.top,
                 "snapshots": [{"step": s.step, "neighbors": [n.as_dict() for n in s.neighbors]}
                               for s in self.snapshots],
-                "similarity": dict(self.similarity)}
+                "followed": [dict(token_json(self.followed[shown]), cosine=cosines)
+                             for shown, cosines in self.similarity.items()]}
 
 
 def trace(run: str | Path | None, word: str, top: int = 5, *, others: list[str] | None = None,
-          min_count: int = DEFAULT_MIN_COUNT) -> TraceResult:
+          min_count: int = DEFAULT_MIN_COUNT, runs_dir: Path | None = None) -> TraceResult:
     """``word``'s nearest neighbours at every snapshot, and its cosine to ``others`` (default: its
     final top 3) over training. Words are resolved once, in the final table's vocabulary."""
-    run_dir = find_run(str(run) if run is not None else None)
+    run_dir = find_run(str(run) if run is not None else None, runs_dir)
     snaps = list_snapshots(run_dir)
     if not snaps:
         raise EmbcliError(f"{run_dir} has no table snapshots (train with snapshots = true)")
@@ -462,12 +526,14 @@ def trace(run: str | Path | None, word: str, top: int = 5, *, others: list[str] 
         followed = [final.resolve(w) for w in others]
     else:  # the final neighbours are rows already: follow them by id (the shown "\n" of a newline is no text to type)
         followed = [Resolved(n.token, [n.id], "id") for n in final.most_similar([target], topn=3)]
-    result = TraceResult(word, target, top, [])
+    result = TraceResult(word, target, top, [], answered_by=AnsweredBy.of_run(run_dir, snaps[-1][0]))
     for step, _ in snaps:
         space = EmbeddingSpace.from_run(run_dir, step, min_count=min_count, vocab=final.vocab)
         result.snapshots.append(TraceStep(step, space.most_similar([target], topn=top)))
-        for o in followed:
-            result.similarity.setdefault(final.vocab.show(o.ids[0]), []).append(space.similarity(target, o))
+        for o in dict.fromkeys(o.ids[0] for o in followed):  # each followed token once
+            result.followed[final.vocab.show(o)] = o
+            result.similarity.setdefault(final.vocab.show(o), []).append(
+                space.similarity(target, Resolved(str(o), [o], "id")))
     return result
 
 
@@ -512,8 +578,23 @@ class PredictResult:
     vocab_size: int = 0
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def answered_by(self) -> AnsweredBy:
+        """The run, at the step of the checkpoint the model was loaded from."""
+        return AnsweredBy.of_run(self.run, self.step)
+
     def to_json(self) -> dict:
-        return asdict(self)
+        """The envelope's ``run`` names the run and checkpoint step; tokens are real strings with ids."""
+        data = asdict(self)
+        for key in ("run", "step", "ids", "pieces", "candidates", "unseen"):
+            del data[key]
+        explained = ("dot", "row_norm", "cosine") if self.explained else ()
+        return {"text": self.text, "tokens": [token_json(i) for i in self.ids],
+                "unseen": [token_json(i) for i in self.unseen],
+                "candidates": [{"rank": c.rank, **token_json(c.id), "probability": c.probability, "logit": c.logit,
+                                "count": c.count, **{k: getattr(c, k) for k in explained}}
+                               for c in self.candidates],
+                **{k: v for k, v in data.items() if k != "text"}}
 
 
 def prompt_ids(text: str) -> list[int]:
@@ -546,7 +627,8 @@ def _model_context(run_dir: Path) -> int:
     return context
 
 
-def predict(run: str | Path | None, text: str, top: int = 10, *, explain: bool = False) -> PredictResult:
+def predict(run: str | Path | None, text: str, top: int = 10, *, explain: bool = False,
+            runs_dir: Path | None = None) -> PredictResult:
     """The trained model's next-token distribution after ``text``: the ``top`` most likely tokens.
 
     A prompt longer than the model's context keeps its end. ``explain`` adds, for each top token,
@@ -559,7 +641,7 @@ def predict(run: str | Path | None, text: str, top: int = 10, *, explain: bool =
     if top < 1:
         raise EmbcliError(f"-k must be at least 1 (got {top})")
     ids = prompt_ids(text)
-    run_dir = find_run(str(run) if run is not None else None)
+    run_dir = find_run(str(run) if run is not None else None, runs_dir)
     context = _model_context(run_dir)
     space = EmbeddingSpace.from_run(run_dir, min_count=0)
     dropped = max(0, len(ids) - context)
@@ -630,8 +712,21 @@ class DirectionsResult:
     directions: list[Direction]  # see directions.py: accuracy, controls, extremes, placement
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def answered_by(self) -> AnsweredBy | None:
+        return AnsweredBy.of_run(self.run, self.step) if self.run and Path(self.run).is_dir() else None
+
     def to_json(self) -> dict:
-        return asdict(self)
+        """The envelope's ``run`` names the run and step; the ends' tokens are real strings with ids."""
+        directions = []
+        for d in self.directions:
+            item = asdict(d)
+            for side in ("positive", "negative"):
+                item[side]["tokens"] = [token_json(i) for i in getattr(d, side).ids]
+            for end in ("most_positive", "most_negative"):
+                item[end] = [{**token_json(e.id), "cosine": e.cosine, "count": e.count} for e in getattr(d, end)]
+            directions.append(item)
+        return {"dim": self.dim, "min_count": self.min_count, "directions": directions, "notes": self.notes}
 
 
 def directions(space: EmbeddingSpace, *, positive: list[str] | None = None, negative: list[str] | None = None,
@@ -672,9 +767,10 @@ def directions(space: EmbeddingSpace, *, positive: list[str] | None = None, nega
 
 
 __all__ = [
-    "AnalogyResult", "Candidate", "DirectionsResult", "EvalResult", "LeftOut", "ModelResult", "NeighborsResult",
-    "OddOneOutResult", "PredictResult", "RowResult", "RunFacts", "RunsResult", "SimilarityResult", "TableResult",
-    "TokenizeResult", "TraceResult", "analogy", "check_baseline", "directions", "evaluate", "inspect_model",
-    "inspect_row", "inspect_table", "inspect_token", "left_out", "loss_history", "model_shape", "neighbors", "odd_one_out",
-    "open_space", "predict", "prompt_ids", "resolve_all", "run_facts", "runs", "similarity", "tokenize", "trace",
+    "AnalogyResult", "AnsweredBy", "Candidate", "DirectionsResult", "EvalResult", "LeftOut", "ModelResult",
+    "NeighborsResult", "OddOneOutResult", "PredictResult", "RowResult", "RunFacts", "RunsResult", "SimilarityResult",
+    "TableResult", "TokenizeResult", "TraceResult", "analogy", "check_baseline", "directions", "evaluate",
+    "inspect_model", "inspect_row", "inspect_table", "inspect_token", "left_out", "loss_history", "model_shape",
+    "neighbors", "odd_one_out", "open_space", "predict", "prompt_ids", "resolve_all", "run_facts", "runs",
+    "similarity", "tokenize", "trace",
 ]

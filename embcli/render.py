@@ -17,6 +17,7 @@ from typing import Callable
 
 from .queries import (
     AnalogyResult,
+    AnsweredBy,
     DirectionsResult,
     EvalResult,
     LeftOut,
@@ -35,10 +36,21 @@ from .space import ANALOGY_METHODS, Neighbor, Resolved
 
 
 def console(stderr: bool = False):
-    """A console for answers: no automatic highlighting of numbers and paths (the colours mean something)."""
+    """A console for answers: no automatic highlighting of numbers and paths (the colours mean something).
+
+    A reader that leaves early (``embcli neighbors cat | head -1``) is no error: rich's own answer
+    to a closed pipe is exit code 1, so the console raises BrokenPipeError instead, which the
+    command line turns into a quiet exit 0.
+    """
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    out = Console(stderr=stderr, highlight=False)
+    out.on_broken_pipe = _closed_pipe
+    return out
+
+
+def _closed_pipe() -> None:
+    raise BrokenPipeError
 
 
 def print_json(data, out, *, indent: int | None = 2) -> None:
@@ -46,21 +58,72 @@ def print_json(data, out, *, indent: int | None = 2) -> None:
     out.file.write(json.dumps(data, indent=indent, default=str) + "\n")
 
 
+# The keys every JSON answer has; a verb's own fields never use them.
+ENVELOPE = ("verb", "run")
+
+
+def answer_json(verb: str, data: dict, run: AnsweredBy | None = None) -> dict:
+    """The one JSON shape of every answer (README, "JSON output"), for every verb alike::
+
+        {"verb": "neighbors", "run": {"name": "run1", "path": "runs/run1", "step": 1000}, ...}
+
+    ``verb`` is the command ("neighbors", "inspect row", "train"); ``run`` the run and step that
+    answered, or null when no run was used (``tokenize``, ``runs``, ``prepare``); the verb's own
+    fields follow. Tokens in them are the real strings with their ids (``{"id": 3797, "token": " cat"}``);
+    the ␣ marker is for tables only.
+    """
+    clash = set(ENVELOPE) & set(data)
+    if clash:
+        raise ValueError(f"{verb}'s JSON uses the envelope's keys {sorted(clash)}")
+    return {"verb": verb, "run": run.to_json() if run else None, **data}
+
+
+def print_answer(verb: str, data: dict, out, *, run: AnsweredBy | None = None, indent: int | None = 2) -> None:
+    """An answer as JSON in the one shape (:func:`answer_json`)."""
+    print_json(answer_json(verb, data, run), out, indent=indent)
+
+
 def error_line(out, message: str, *, soft_wrap: bool = False) -> None:
     """``error: message`` in red; the message is text, never markup (a '[' in it is shown as typed)."""
     from rich.markup import escape
 
-    out.print(f"[red]error:[/red] {escape(message)}", soft_wrap=soft_wrap)
+    from .errors import one_line
+
+    out.print(f"[red]error:[/red] {escape(one_line(message))}", soft_wrap=soft_wrap)
 
 
-def show(result, out, *, as_json: bool = False, **options) -> None:
-    """Render any result from queries.py: as JSON, or with its text renderer (``options`` go to it)."""
+def show(result, out, *, as_json: bool = False, verb: str | None = None, run: AnsweredBy | None = None,
+         one_line: bool = False, name_run: bool = True, **options) -> None:
+    """Render any result from queries.py: as JSON, or with its text renderer (``options`` go to it).
+
+    Every answer names the run and step that answered: ``run`` (or the result's own ``answered_by``,
+    which wins) becomes the JSON's ``"run"`` and a dim line under the text. ``verb`` names the
+    command in JSON (default: the one that makes this kind of result); ``one_line`` writes any
+    JSON answer on one line (JSON Lines, as the shell does); ``name_run=False`` leaves the text's
+    line out (the shell, whose banner names the run once).
+    """
+    run = getattr(result, "answered_by", None) or run
     if as_json:
         # one-number answers stay on one line, as they always have
-        compact = isinstance(result, (SimilarityResult, TokenizeResult))
-        print_json(result.to_json(), out, indent=None if compact else 2)
+        compact = one_line or isinstance(result, (SimilarityResult, TokenizeResult))
+        print_answer(verb or verb_of(result), result.to_json(), out, run=run, indent=None if compact else 2)
         return
     TEXT[type(result)](result, out, **options)
+    if name_run:
+        answered_line(run, out)
+
+
+def verb_of(result) -> str:
+    """The command that makes this kind of result (the JSON's ``verb`` when no command says)."""
+    if isinstance(result, RowResult) and result.resolved is not None:
+        return "inspect token"
+    return VERBS.get(type(result)) or type(result).__name__.removesuffix("Result").lower()
+
+
+def answered_line(run: AnsweredBy | None, out) -> None:
+    """The dim line under an answer: ``from run1 at step 1,000 (runs/run1)``; nothing without a run."""
+    if run is not None:
+        out.print(run.describe(), style="dim", markup=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,14 +290,19 @@ def runs(result: RunsResult, out) -> None:
     if not result.runs:
         out.print(f"no runs under {result.root}/ — start one with: embcli train")
         return
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table("run", "status", "step", "tokens", "train loss", "val loss", "params", "corpus")
     loss = lambda x: f"{x:.3f}" if isinstance(x, float) else "-"  # noqa: E731
     for r in result.runs:
-        table.add_row(r.run, r.status or "?", f"{r.step or 0:,}", f"{r.tokens or 0:,}", loss(r.train_loss),
-                      loss(r.val_loss), f"{r.parameters or 0:,}", r.corpus[:40])
+        status = "[red]damaged[/]" if r.problem else escape(r.status or "?")
+        table.add_row(escape(r.run), status, f"{r.step or 0:,}", f"{r.tokens or 0:,}", loss(r.train_loss),
+                      loss(r.val_loss), f"{r.parameters or 0:,}", escape(r.corpus[:40]))
     out.print(table)
+    for r in result.runs:
+        if r.problem:
+            out.print(f"[red]damaged:[/] {escape(r.problem)}", soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -396,6 +464,12 @@ TEXT: dict[type, Callable] = {
     ModelResult: model, RunsResult: runs, EvalResult: evaluation, TraceResult: trace,
     PredictResult: prediction, DirectionsResult: directions,
 }
+VERBS: dict[type, str] = {
+    NeighborsResult: "neighbors", AnalogyResult: "analogy", SimilarityResult: "similarity",
+    OddOneOutResult: "odd-one-out", TokenizeResult: "tokenize", RowResult: "inspect row", TableResult: "inspect table",
+    ModelResult: "inspect model", RunsResult: "runs", EvalResult: "eval", TraceResult: "trace",
+    PredictResult: "predict", DirectionsResult: "directions",
+}
 
 # ---------------------------------------------------------------------------------------------
 # Training, corpora, files written
@@ -404,15 +478,16 @@ TEXT: dict[type, Callable] = {
 
 def train_summary(result, out, *, as_json: bool = False) -> None:
     """The last two lines of ``embcli train``: what was done, and where the table is (or, as JSON,
-    the same facts: ``train --json``)."""
+    the same facts in the one envelope: ``train --json``; its ``run`` is the run trained, at its last step)."""
     if as_json:
         from .runs import METRICS
 
-        print_json({"run": str(result.run), "status": result.status, "step": result.step, "tokens": result.tokens,
-                    "train_loss": result.train_loss, "train_loss_kind": result.loss_kind,
-                    "val_loss": result.val_loss, "seconds": round(result.seconds, 3),
-                    "tokens_per_second": round(result.tokens_per_second, 1),
-                    "metrics": str(Path(result.run) / METRICS)}, out)
+        print_answer("train", {"status": result.status, "step": result.step, "tokens": result.tokens,
+                               "train_loss": result.train_loss, "train_loss_kind": result.loss_kind,
+                               "val_loss": result.val_loss, "seconds": round(result.seconds, 3),
+                               "tokens_per_second": round(result.tokens_per_second, 1),
+                               "metrics": str(Path(result.run) / METRICS)},
+                     out, run=AnsweredBy.of_run(result.run, result.step))
         return
     loss = f"{result.train_loss:.3f}" if result.train_loss is not None else "-"
     if result.loss_kind == "sampled":
@@ -432,37 +507,59 @@ def prepared(corpus, out, *, as_json: bool = False) -> None:
     """A tokenized corpus (data.PreparedCorpus): its manifest's totals and where it is cached."""
     m = corpus.manifest
     if as_json:
-        print_json(dict(m, path=str(corpus.path)), out)
+        print_answer("prepare", {"path": str(corpus.path), "corpus": m}, out)
         return
     out.print(f"{m['description']}: {m['bytes']:,} bytes, {m['documents']:,} documents → "
               f"{m['tokens']['train']:,} training + {m['tokens']['val']:,} validation tokens, "
               f"{m['distinct_train_ids']:,} distinct ids\ncached at {corpus.path}")
 
 
-def exported(info: dict, out) -> None:
+def exported(info: dict, out, *, as_json: bool = False, run: AnsweredBy | None = None) -> None:
+    """What ``export`` wrote (export.export's record: format, rows, dim, files; -f hf's: folder, step, parameters)."""
+    if as_json:
+        print_answer("export", info, out, run=run)
+        return
     if info["format"] == "hf":
         folder = info["folder"]
         out.print(f"wrote a GPT-2 for transformers ({info['parameters']:,} parameters, step {info['step']:,}) to "
                   f"{folder}: {', '.join(Path(f).name for f in info['files'])}\n"
-                  f"load: GPT2LMHeadModel.from_pretrained({folder!r}), AutoTokenizer.from_pretrained({folder!r})")
+                  f"load: GPT2LMHeadModel.from_pretrained({folder!r}), AutoTokenizer.from_pretrained({folder!r})",
+                  markup=False)
+    else:
+        out.print(f"wrote {info['rows']:,} rows × {info['dim']} ({info['format']}): {', '.join(info['files'])}",
+                  markup=False)
+    answered_line(run, out)
+
+
+def imported(source: str, run, out, *, as_json: bool = False) -> None:
+    """The run ``import-hf`` made (an imported table has no training step)."""
+    made = AnsweredBy.of_run(run, None)
+    if as_json:
+        print_answer("import-hf", {"source": source, "counts_known": False}, out, run=made)
         return
-    out.print(f"wrote {info['rows']:,} rows × {info['dim']} ({info['format']}): {', '.join(info['files'])}")
-
-
-def imported(source: str, run, out) -> None:
     out.print(f"imported {source} → {run} (token counts unknown: queries use every row)\n"
-              f"try: embcli neighbors cat --run {run}")
+              f"try: embcli neighbors cat --run {run}", markup=False)
 
 
-def explored(result, out) -> None:
-    """The one line `embcli explore` prints (result: explore.ExploreResult)."""
+def explored(result, out, *, as_json: bool = False, run: AnsweredBy | None = None) -> None:
+    """What `embcli explore` wrote (result: explore.ExploreResult): one line, or the JSON answer."""
+    if as_json:
+        print_answer("explore", result.to_json(), out, run=run)
+        return
     fewer = f" (only {result.tokens:,} qualify)" if result.tokens < result.requested else ""
     out.print(f"wrote {result.path} ({result.bytes / 1e6:.1f} MB): {result.tokens:,} tokens{fewer} × "
-              f"{result.snapshots} snapshots, step {result.first_step:,} → {result.last_step:,}", soft_wrap=True)
+              f"{result.snapshots} snapshots, step {result.first_step:,} → {result.last_step:,}", soft_wrap=True,
+              markup=False)
+    answered_line(run, out)
 
 
-def wrote(path, out) -> None:
-    out.print(f"wrote {path}")
+def wrote(path, out, *, as_json: bool = False, verb: str = "plot", run: AnsweredBy | None = None) -> None:
+    """A picture written (``plot words``, ``plot loss``)."""
+    if as_json:
+        print_answer(verb, {"files": [str(path)]}, out, run=run)
+        return
+    out.print(f"wrote {path}", markup=False)
+    answered_line(run, out)
 
 
 def busy(message: str):

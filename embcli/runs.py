@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from .errors import EmbcliError
+from .errors import EmbcliError, clip
 from .io import StagedFiles, os_error_text, save_npy_atomic, write_json_atomic, write_npy
 
 TABLE = "embeddings.npy"
@@ -65,9 +65,28 @@ def runs_root() -> Path:
     return Path(os.environ.get("EMBCLI_RUNS", "runs"))
 
 
+def runs_folder(root: Path | None = None) -> Path:
+    """The runs folder: ``root``, else $EMBCLI_RUNS, else ./runs; it need not exist yet, but
+    something there that is not a folder is an error."""
+    root = Path(root) if root is not None else runs_root()
+    if root.exists() and not root.is_dir():
+        raise EmbcliError(f"the runs folder {root} is not a folder (it comes from --runs-dir or EMBCLI_RUNS)")
+    return root
+
+
+def refuse_run_files(path: Path) -> None:
+    """Refuse a write to ``path`` when it lies in a run folder — any run's, however the path is
+    spelled (symlinks and ``..`` resolved): a run's files are written by embcli alone."""
+    real = Path(os.path.realpath(path))
+    for folder in (real, *real.parents):
+        if (folder / META).is_file():
+            raise EmbcliError(f"{path} is in the run folder {folder}: a run's files are embcli's own; "
+                              "write somewhere else")
+
+
 def list_runs(root: Path | None = None) -> list[Path]:
     """Every run under ``root`` (a folder with a meta.json), oldest first."""
-    root = root or runs_root()
+    root = runs_folder(root)
     if not root.is_dir():
         return []
     return sorted((p for p in root.iterdir() if (p / META).is_file()), key=lambda p: (p / META).stat().st_mtime)
@@ -75,7 +94,7 @@ def list_runs(root: Path | None = None) -> list[Path]:
 
 def find_run(name_or_path: str | None, root: Path | None = None) -> Path:
     """A run by path, by name under the runs folder, or (None) the newest one that has a table."""
-    root = root or runs_root()
+    root = runs_folder(root)
     if name_or_path is None:
         runs = list_runs(root)
         if not runs:
@@ -85,11 +104,19 @@ def find_run(name_or_path: str | None, root: Path | None = None) -> Path:
             raise EmbcliError(f"no run under {root}/ has a table yet (the newest, {runs[-1].name}, has not saved one)")
         return with_table[-1]
     for candidate in (Path(name_or_path), root / name_or_path):
-        if (candidate / META).is_file():
+        if _exists(candidate / META, Path.is_file):
             return candidate
-    if Path(name_or_path).is_dir() or (root / name_or_path).is_dir():
-        raise EmbcliError(f"{name_or_path} is not an embcli run (no {META})")
-    raise EmbcliError(f"no run {name_or_path!r} (looked for {name_or_path} and {root / name_or_path})")
+    if _exists(Path(name_or_path), Path.is_dir) or _exists(root / name_or_path, Path.is_dir):
+        raise EmbcliError(f"{clip(name_or_path)} is not an embcli run (no {META})")
+    raise EmbcliError(f"no run {clip(name_or_path)!r} (looked for {clip(name_or_path)} and {root}/{clip(name_or_path)})")
+
+
+def _exists(path: Path, test) -> bool:
+    """``test(path)`` (is_file, is_dir), False for a name the file system cannot even look up (too long)."""
+    try:
+        return test(path)
+    except OSError:
+        return False
 
 
 def check_run_name(name: str) -> str:
@@ -103,7 +130,7 @@ def check_run_name(name: str) -> str:
 
 def _make_run_dir(name: str | None, root: Path | None) -> tuple[Path, bool]:
     """``root/name`` (made if missing), or the first free ``root/runN``; and whether it was made here."""
-    root = root or runs_root()
+    root = runs_folder(root)
     if name is not None:
         check_run_name(name)
     try:
@@ -111,7 +138,7 @@ def _make_run_dir(name: str | None, root: Path | None) -> tuple[Path, bool]:
         if name is not None:
             run = root / name
             if (run / META).exists():
-                raise _exists(run)
+                raise _taken(run)
             try:
                 run.mkdir()
                 created = True
@@ -135,7 +162,8 @@ def _make_run_dir(name: str | None, root: Path | None) -> tuple[Path, bool]:
     return run, created
 
 
-def _exists(run: Path) -> EmbcliError:
+def _taken(run: Path) -> EmbcliError:
+    """The error for a run name already in use: a live trainer's, or a finished run's."""
     holder = read_lock(run)
     if holder is not None and holder_alive(holder) is not False:
         return EmbcliError(f"{run} is in use: {describe_holder(holder)} is training it; pick another --name")
@@ -153,7 +181,7 @@ def create_run(name: str | None, root: Path | None = None) -> RunLock:
     lock = RunLock.acquire(run, created=created)
     if (run / META).exists():  # a run of this name was made between the look and the lock
         lock.release()
-        raise _exists(run)
+        raise _taken(run)
     clean_leftovers(run)
     return lock
 
@@ -640,8 +668,9 @@ class RunMeta:
             raise EmbcliError(f"{run} is not an embcli run (no {META})") from None
         except (OSError, json.JSONDecodeError, UnicodeDecodeError):
             raise EmbcliError(f"{run}/{META} is damaged (not valid JSON)") from None
-        if not isinstance(obj, dict):
-            raise EmbcliError(f"{run}/{META} is damaged (not a JSON object)")
+        problem = shape_problem(obj)
+        if problem:
+            raise EmbcliError(f"{run}/{META} is damaged ({problem})")
         return cls.from_json(obj)
 
     def write(self, run: Path) -> None:
@@ -659,6 +688,48 @@ class RunMeta:
 
     def __contains__(self, key: str) -> bool:
         return key in self.to_json()
+
+
+# What each key of meta.json must hold when present (null is allowed where the field may be None).
+_INT, _NUMBER, _TEXT, _OBJECT = (int,), (int, float), (str,), (dict,)
+META_SHAPE = {
+    "format": (_INT, "a whole number", False), "status": (_TEXT, "text", True), "source": (_TEXT, "text", True),
+    "step": (_INT, "a whole number", True), "tokens_seen": (_INT, "a whole number", True),
+    "seconds": (_NUMBER, "a number", True), "train_loss": (_NUMBER, "a number", True),
+    "val_loss": (_NUMBER, "a number", True), "counts_known": ((bool,), "true or false", False),
+    "model": (_OBJECT, "an object", True), "device": (_TEXT, "text", True),
+    "world_size": (_INT, "a whole number", True), "versions": (_OBJECT, "an object", True),
+    "loss": (_TEXT, "text", True), "corpus": (_OBJECT, "an object", True), "corpus_path": (_TEXT, "text", True),
+    "history": (_OBJECT, "an object", False),
+}
+MODEL_SHAPE = {"parameters": _INT, "table_parameters": _INT, "table_share": _NUMBER, "rows": _INT, "dim": _INT,
+               "tied": (bool,)}
+
+
+def _is(value, types: tuple) -> bool:
+    return isinstance(value, types) and (bool in types or not isinstance(value, bool))
+
+
+def shape_problem(obj) -> str | None:
+    """What is wrong with the shape of a parsed meta.json, or None: every reader (queries, ``runs``,
+    ``--resume``) meets one clear line instead of a traceback deep in its own code."""
+    if not isinstance(obj, dict):
+        return f"not a JSON object but {type(obj).__name__}"
+    for key, (types, what, nullable) in META_SHAPE.items():
+        value = obj.get(key)
+        if key in obj and not (value is None and nullable) and not _is(value, types):
+            return f"{key} should be {what}, not {json.dumps(value)[:40]}"
+    for key, types in MODEL_SHAPE.items():
+        model = obj.get("model") or {}
+        if key not in model or not _is(model[key], types):
+            if model:
+                return f"model.{key} is missing or of the wrong kind"
+    for part in ("train", "val"):
+        rows = obj.get("history", {}).get(part, [])
+        if not isinstance(rows, list) or not all(
+                isinstance(r, list) and len(r) == 3 and all(_is(x, _NUMBER) for x in r) for r in rows):
+            return f"history.{part} should be rows of [step, tokens, loss]"
+    return None
 
 
 def read_meta(run: Path) -> RunMeta:

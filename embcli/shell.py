@@ -82,10 +82,11 @@ def find_verb(name: str, n_words: int) -> Verb | None:
 
 
 class Shell:
-    """One session: the loaded space, the answers per query, whether to show query time."""
+    """One session: the loaded space, the answers per query, whether to show query time, and
+    whether answers are JSON lines (each naming the run and step, as every JSON answer does)."""
 
-    def __init__(self, space: EmbeddingSpace, top: int, out):
-        self.space, self.top, self.out, self.timing = space, top, out, False
+    def __init__(self, space: EmbeddingSpace, top: int, out, as_json: bool = False):
+        self.space, self.top, self.out, self.timing, self.as_json = space, top, out, False, as_json
 
     def handle(self, line: str) -> bool:
         """Answer one line; False when the session should end."""
@@ -107,17 +108,35 @@ class Shell:
         if verb is None and len(words) == 1:  # a bare word: its neighbours
             verb, args = VERBS[0], words
         if verb is None:
-            self.out.print("[yellow]not understood[/]; 'help' lists the verbs")
+            if self.as_json:
+                self.json_error(name, "not understood; 'help' lists the verbs")
+            else:
+                self.out.print("[yellow]not understood[/]; 'help' lists the verbs")
             return True
         start = time.perf_counter()
         try:
-            show(verb.query(self.space, args, self.top), self.out)
+            result = verb.query(self.space, args, self.top)
+            if self.as_json:
+                show(result, self.out, as_json=True, run=queries.AnsweredBy.of_space(self.space), one_line=True)
+            else:
+                show(result, self.out, name_run=False)  # the banner named the run: no line under every answer
         except EmbcliError as exc:
-            error_line(self.out, str(exc))
+            if self.as_json:
+                self.json_error(name, str(exc))
+            else:
+                error_line(self.out, str(exc))
             return True
         if self.timing:
             self.out.print(f"[dim]{(time.perf_counter() - start) * 1000:.1f} ms[/]")
         return True
+
+    def json_error(self, name: str, message: str) -> None:
+        """In JSON mode a line that found no answer is a JSON line too: ``{"verb", "run", "error"}``."""
+        from .errors import one_line
+        from .render import print_answer
+
+        print_answer(name, {"error": one_line(message)}, self.out, run=queries.AnsweredBy.of_space(self.space),
+                     indent=None)
 
     def session_command(self, name: str, args: list[str]) -> bool:
         """help, top K, time on|off: True when the line was one of them (and is done)."""
@@ -164,18 +183,30 @@ def _open_history():
     return readline
 
 
-def run_shell(space: EmbeddingSpace, top: int = 10, lines: Iterable[str] | None = None, out=None) -> None:
-    """Read queries from ``lines`` (an iterable, for tests) or an interactive prompt."""
+def _piped(stream) -> Iterator[str]:
+    """Lines from a pipe or a file: no prompt, no banner, no history; the answers alone."""
+    for line in stream:
+        yield line.rstrip("\r\n")
+
+
+def run_shell(space: EmbeddingSpace, top: int = 10, lines: Iterable[str] | None = None, out=None,
+              as_json: bool = False) -> None:
+    """Read queries from ``lines`` (an iterable, for tests), standard input when it is not a
+    terminal (``embcli shell < queries.txt``: answers only), or an interactive prompt."""
+    import sys
+
     from .render import console
 
     out = out or console()
     readline = None
+    if lines is None and not sys.stdin.isatty():
+        lines = _piped(sys.stdin)
     if lines is None:
         readline = _open_history()
         out.print(f"embcli shell on {space.source} ({space.vectors.shape[0]:,} × {space.vectors.shape[1]}); "
-                  "'help' for verbs, Ctrl-D to quit")
+                  "'help' for verbs, Ctrl-D to quit", markup=False)
         lines = _prompt(out)
-    session = Shell(space, top, out)
+    session = Shell(space, top, out, as_json)
     try:
         for line in lines:
             if not session.handle(line):

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import EmbcliError
+from .errors import EmbcliError, clip
 from .runs import COUNTS, TABLE, find_run, list_snapshots, load_norms, read_meta
-from .tokenizer import N_VOCAB, Vocab
+from .tokenizer import N_VOCAB, Vocab, token_json
 
 
 @dataclass
@@ -44,9 +44,12 @@ class Neighbor:
     count: int | None
 
     def as_dict(self) -> dict:
-        return {"rank": self.rank, "id": self.id, "token": self.token, "similarity": round(self.similarity, 6),
+        """For JSON: the token as its real string (``token`` above is the shown form, ␣ for a space)."""
+        return {"rank": self.rank, **token_json(self.id), "similarity": round(self.similarity, 6),
                 "count": self.count}
 
+
+SHOWN_PIECES = 8  # a word of more tokens is explained by its first pieces only
 
 ANALOGY_METHODS = {"add": "3CosAdd", "mul": "3CosMul"}  # method → the name in the literature
 
@@ -251,10 +254,11 @@ class EmbeddingSpace:
 
         ids = encode(text)
         pieces = [self.vocab.show(i) for i in ids]
-        explained = " + ".join(f"{p!r}({i})" for p, i in zip(pieces, ids))
         if combine != "mean":
-            raise EmbcliError(f"{word!r} is not one GPT-2 token: {text!r} is {len(ids)} tokens, {explained}; "
-                              "use --combine mean to average them")
+            explained = " + ".join(f"{p!r}({i})" for p, i in zip(pieces[:SHOWN_PIECES], ids))
+            more = f" + {len(ids) - SHOWN_PIECES:,} more" if len(ids) > SHOWN_PIECES else ""
+            raise EmbcliError(f"{clip(word)!r} is not one GPT-2 token: {clip(text)!r} is {len(ids):,} tokens, "
+                              f"{explained}{more}; use --combine mean to average them")
         return Resolved(word, ids, f"mean of {len(ids)} pieces", pieces)
 
     def vector(self, item: Resolved) -> np.ndarray:
@@ -372,7 +376,7 @@ def parse_row(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise EmbcliError(f"row must be a whole number from 0 to {N_VOCAB - 1} (got {text!r})") from None
+        raise EmbcliError(f"row must be a whole number from 0 to {N_VOCAB - 1} (got {clip(text)!r})") from None
     if not 0 <= value < N_VOCAB:
         raise EmbcliError(f"row {value} is out of range: GPT-2's table has rows 0..{N_VOCAB - 1}")
     return value

@@ -142,6 +142,25 @@ class Vocab:
         return _show_bytes(self.bytes_of(token_id))
 
 
+@lru_cache(maxsize=1)
+def shared_vocab() -> Vocab:
+    """One Vocab for the process: JSON answers name tokens by their real strings through it."""
+    return Vocab.load()
+
+
+def token_json(token_id: int, vocab: Vocab | None = None) -> dict:
+    """A token as JSON answers give it: ``{"id": 3797, "token": " cat"}``, the real string.
+
+    A token that is not whole UTF-8 (a piece of a multi-byte character) has no exact string: its
+    ``token`` is the decoding with U+FFFD for the partial bytes, and ``bytes`` gives them in hex.
+    """
+    raw = (vocab or shared_vocab()).bytes_of(int(token_id))
+    try:
+        return {"id": int(token_id), "token": raw.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"id": int(token_id), "token": raw.decode("utf-8", errors="replace"), "bytes": raw.hex()}
+
+
 def _show_bytes(raw: bytes) -> str:
     try:
         text = raw.decode("utf-8")

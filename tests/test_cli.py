@@ -31,7 +31,7 @@ def test_train_then_query_through_the_cli(corpus_file):
     assert result.exit_code == 0, result.output
     assert "done" in result.stdout and "train loss" in result.stdout
     listed = invoke("runs", "--json")
-    rows = json.loads(listed.stdout)
+    rows = json.loads(listed.stdout)["runs"]
     assert rows[0]["run"] == "cli" and rows[0]["step"] == 12 and rows[0]["status"] == "finished"
     assert "cli" in invoke("runs").stdout
     model = invoke("inspect", "model", "--run", "cli", "--json")

@@ -151,6 +151,7 @@ def test_train_json_summary(corpus_file):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["step"] == 4 and summary["status"] == "finished" and summary["tokens"] == 4 * 256
-    assert summary["run"].endswith("j") and summary["metrics"].endswith("j/metrics.jsonl")
+    assert summary["verb"] == "train" and summary["run"]["name"] == "j" and summary["run"]["step"] == 4
+    assert summary["run"]["path"].endswith("j") and summary["metrics"].endswith("j/metrics.jsonl")
     assert summary["train_loss_kind"] == "fused" and summary["val_loss"] > 0
     assert "done" not in result.stdout and "token table" in result.stderr

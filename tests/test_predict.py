@@ -66,7 +66,7 @@ def test_predict_command(trained_run):
     assert out.exit_code == 0 and "h · row (table)" in out.stdout and "equal to 1e-4" in flowed
     out = runner.invoke(app, ["predict", "a dog is an", "-k", "2", "--json", "--explain", "--run", str(trained_run)])
     data = json.loads(out.stdout)
-    assert len(data["candidates"]) == 2 and data["candidates"][0]["token"] == "␣animal"
+    assert len(data["candidates"]) == 2 and data["candidates"][0]["token"] == " animal"
     assert abs(data["candidates"][0]["logit"] - data["candidates"][0]["dot"]) <= 1e-4
 
 

@@ -6,6 +6,7 @@ which training never saw (count 0), so cos(cat, dog) = 0.8 and cos(cat, horse) =
 
 import io
 import json
+from unittest.mock import ANY
 
 import numpy as np
 import pytest
@@ -88,13 +89,19 @@ def test_row_by_word(space):
 def test_json_is_one_document_per_answer(space):
     one_line = shown(queries.similarity(space, "cat", "dog"), as_json=True)
     assert one_line.count("\n") == 1
-    assert json.loads(one_line) == {"a": [CAT], "b": [DOG], "similarity": pytest.approx(0.8)}
+    word = lambda text, token_id: {"text": text, "how": "space-prefixed", "why": ANY,  # noqa: E731
+                                   "tokens": [{"id": token_id, "token": " " + text}]}
+    assert json.loads(one_line)["a"]["why"].startswith("seen ")  # the evidence for the form taken
+    assert json.loads(one_line) == {"verb": "similarity", "run": None, "a": word("cat", CAT), "b": word("dog", DOG),
+                                    "similarity": pytest.approx(0.8)}
     # horse − cat + dog = (0.4, 1.4): red, untrained, is the answer once --min-count 0 lets it in
     everything = EmbeddingSpace(space.vectors, space.counts, min_count=0)
     text = shown(queries.analogy(everything, "horse", "cat", "dog", 1), as_json=True)
-    assert text.startswith('{\n  "a": [\n    8223\n  ],')  # indented, as before
-    assert json.loads(text) == {"a": [HORSE], "b": [CAT], "c": [DOG], "method": "add", "answers": [
-        {"rank": 1, "id": RED, "token": "␣red", "similarity": pytest.approx(1.4 / np.hypot(0.4, 1.4)), "count": 0}]}
+    assert text.startswith('{\n  "verb": "analogy",\n  "run": null,\n  "a": {')  # indented, as before
+    assert json.loads(text) == {"verb": "analogy", "run": None, "a": word("horse", HORSE), "b": word("cat", CAT),
+                                "c": word("dog", DOG), "method": "add", "answers": [
+        {"rank": 1, "id": RED, "token": " red", "similarity": pytest.approx(1.4 / np.hypot(0.4, 1.4)), "count": 0}],
+        "left_out": None}
 
 
 def test_error_lines_show_brackets_as_typed():
