@@ -669,7 +669,8 @@ class Trainer:
         Drawing the batch and computing the gradients may be cut short by a stop signal: then the
         generators are put back as they were before the step, so a save made now is the state
         before it and a resume repeats it exactly. The update and the step count run with the
-        signals held (:class:`StopSignals`): a step is applied whole or not at all.
+        signals held (:class:`StopSignals`): a step is applied, counted and recorded in the history
+        whole, or not at all.
         """
         t0 = time.perf_counter()
         before = self._generators()
@@ -691,6 +692,7 @@ class Trainer:
             self.step += 1
             self.tokens += self.cfg.tokens_per_step
             self.seconds += time.perf_counter() - t0
+            self.history["train"].append([self.step, self.tokens, round(loss, 5)])
         return loss
 
     def _gradients(self) -> torch.Tensor:
@@ -754,6 +756,10 @@ class Trainer:
             if self.step == 0:  # the table at once: queries can read a run from its first second
                 self.snapshot()
                 self.save("running")
+            elif self.saved is not None:  # resumed: running again (the saved state is unchanged)
+                self.saved = dataclasses.replace(self.saved, status="running", error=None)
+                with self.signals.held():
+                    self.saved.write(self.run)
             while not self.done():
                 loss = self._timed_step(session)
                 val = self.after_step(loss)
@@ -803,10 +809,10 @@ class Trainer:
         return loss
 
     def after_step(self, loss: float) -> float | None:
-        """Record the step's loss; validate, log, snapshot and checkpoint when their turn comes.
-        Returns the validation loss when one was measured."""
+        """Validate, log, snapshot and checkpoint when their turn comes (the step's loss is in the
+        history already: train_step records it with the step). Returns the validation loss when
+        one was measured."""
         cfg = self.cfg
-        self.history["train"].append([self.step, self.tokens, round(loss, 5)])
         val = None
         if self.step % cfg.eval_interval == 0 or self.done():
             val = self.validate()
@@ -920,8 +926,6 @@ def train(cfg: TrainConfig, spec: CorpusSpec | None = None, *, name: str | None 
                     trainer.load(folder)
                     if dist.main:
                         trainer.saved = read_meta(run)
-                        trainer.saved.status, trainer.saved.error = "running", None
-                        trainer.saved.write(run)
                     log(f"resuming {run} at step {trainer.step} ({trainer.tokens:,} tokens seen)")
                 elif dist.main:
                     write_config(run, cfg.to_dict())

@@ -208,22 +208,30 @@ def test_3_9_10_while_a_run_trains_it_answers_queries_refuses_a_second_writer_an
 
 
 @pytest.mark.slow
-def test_3_two_trainings_started_at_once_with_one_name_do_not_mix(corpus_file, tmp_path, stop_procs):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    procs = {seed: start_training("--corpus", corpus_file, *SETS, "--max-steps", 3, "--name", "same", "--seed", seed,
-                                  "--quiet", env=env) for seed in (1, 2)}
-    for proc in procs.values():
-        stop_procs(proc)
-    outcome = {seed: (proc.wait(timeout=300), proc.communicate()[1]) for seed, proc in procs.items()}
-    codes = sorted(code for code, _ in outcome.values())
-    assert codes == [0, 2], outcome
-    winner = next(seed for seed, (code, _) in outcome.items() if code == 0)
-    loser_err = next(err for code, err in outcome.values() if code == 2)
-    one_line_error(loser_err, "same")  # "... is in use: ..." or "... exists already ..."
+def test_3_a_second_training_of_a_name_in_the_middle_of_the_firsts_start_is_refused(corpus_file, tmp_path, stop_procs):
+    # The first process is frozen (SIGSTOP) the moment its run folder appears: in the middle of its
+    # start, before it has written anything there. Without a lock the second passes every check
+    # (no meta.json yet), trains, and the first then writes over it when it wakes.
     run = tmp_path / "runs" / "same"
+    first = start_training("--corpus", corpus_file, *SETS, "--max-steps", 3, "--name", "same", "--seed", 1, "--quiet")
+    stop_procs(first)
+    deadline = time.time() + 240
+    while not run.is_dir() and time.time() < deadline and first.poll() is None:
+        time.sleep(0.001)
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = embcli("train", "--corpus", corpus_file, *SETS, "--max-steps", 3, "--name", "same", "--seed", 2,
+                        "--quiet")
+    finally:
+        first.send_signal(signal.SIGCONT)
+    _, first_err = first.communicate(timeout=300)
+    outcome = {1: (first.returncode, first_err), 2: (second.returncode, second.stderr)}
+    assert sorted(code for code, _ in outcome.values()) == [0, 2], outcome
+    winner = next(seed for seed, (code, _) in outcome.items() if code == 0)
+    one_line_error(next(err for code, err in outcome.values() if code == 2), "same")  # "in use" or "exists already"
     assert json.loads((run / "config.json").read_text())["seed"] == winner
-    np.testing.assert_array_equal(np.load(run / "embeddings.npy"), np.load(run / "snapshots" / "step_00000003.npy"))
     assert [row[0] for row in history(run)] == [1, 2, 3]
+    np.testing.assert_array_equal(np.load(run / "embeddings.npy"), np.load(run / "snapshots" / "step_00000003.npy"))
 
 
 def test_3_10_a_run_without_a_live_writer_is_stale(copy_of_trained_run):
