@@ -39,7 +39,10 @@ class TrainConfig:
     embedding_lr: float = 0.0  # learning rate of the token table; 0 means learning_rate
     min_lr_ratio: float = 0.1  # the cosine schedule ends at learning_rate * min_lr_ratio
     warmup_steps: int = 50
-    weight_decay: float = 0.1
+    weight_decay: float = 0.1  # AdamW's decoupled decay of the blocks' matrices
+    # ... and of the token table. Apart because decay pulls every row toward 0 at every step, while
+    # a row's gradient comes only on the steps its token is in the batch: rare rows shrink.
+    embedding_weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0
@@ -78,8 +81,8 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0 (got {getattr(self, name)})")
-        for name in ["max_steps", "max_tokens", "time_budget", "warmup_steps", "weight_decay", "grad_clip",
-                     "embedding_lr"]:
+        for name in ["max_steps", "max_tokens", "time_budget", "warmup_steps", "weight_decay",
+                     "embedding_weight_decay", "grad_clip", "embedding_lr"]:
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0 (got {getattr(self, name)})")
         if not self.learning_rate > 0:

@@ -325,14 +325,14 @@ def val_windows(shards: list[np.ndarray], block_size: int, n: int) -> np.ndarray
 
 
 def make_optimizer(model: GPT, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with three groups: the token table (its own learning rate if set), other matrices
-    (weight decay), and vectors — biases and LayerNorm gains — which are not decayed."""
+    """AdamW with three groups: the token table (its own learning rate and weight decay), other
+    matrices (weight decay), and vectors — biases and LayerNorm gains — which are not decayed."""
     table = model.wte.weight
     matrices = [p for n, p in model.named_parameters() if p.dim() >= 2 and p is not table]
     vectors = [p for n, p in model.named_parameters() if p.dim() < 2]
     table_lr = cfg.embedding_lr or cfg.learning_rate
     groups = [
-        {"params": [table], "weight_decay": cfg.weight_decay, "lr_scale": table_lr / cfg.learning_rate, "name": "table"},
+        {"params": [table], "weight_decay": cfg.embedding_weight_decay, "lr_scale": table_lr / cfg.learning_rate, "name": "table"},
         {"params": matrices, "weight_decay": cfg.weight_decay, "lr_scale": 1.0, "name": "matrices"},
         {"params": vectors, "weight_decay": 0.0, "lr_scale": 1.0, "name": "vectors"},
     ]
