@@ -196,8 +196,8 @@ def test_page_makes_no_network_request_and_no_error(loaded, page_file):
 
 
 def said(query: dict, shown: str) -> str:
-    """The CLI's description of a resolved word (render.describe), from its --json record."""
-    return f"{query['query']!r} → {shown} ({query['ids'][0]}; {query['how']}: {query['why']})"
+    """The CLI's description of a resolved word (render.describe), from its --json word object."""
+    return f"{query['text']!r} → {shown} ({query['tokens'][0]['id']}; {query['how']}: {query['why']})"
 
 
 def test_neighbours_at_each_step_equal_the_cli(loaded, trained_run):
@@ -213,9 +213,10 @@ def test_neighbours_at_each_step_equal_the_cli(loaded, trained_run):
             on_page = table_rows(loaded, "#neighbours")
             result = cli("neighbors", word, "--run", trained_run, "--step", step, "--json", "--top", 100)
             assert result.exit_code == 0, result.output
-            (query,) = json.loads(result.stdout)
+            (found,) = json.loads(result.stdout)["words"]
+            query = found["query"]
             assert said(query, shown) in loaded.inner_text("#resolved")  # which token, and the evidence
-            assert_same_answers(on_page, restricted(query["neighbors"], info["ids"]))
+            assert_same_answers(on_page, restricted(found["neighbors"], info["ids"]))
     assert said(query, "she") == "'she' → she (7091; bare: seen 586 times in training; ␣she 0 times)"
 
 
@@ -229,7 +230,7 @@ def test_moving_the_slider_keeps_the_word_and_updates_its_neighbours(loaded, tra
     at_start = table_rows(loaded, "#neighbours")
     assert at_start != at_end
     result = cli("neighbors", "red", "--run", trained_run, "--step", 0, "--json", "--top", 100)
-    assert_same_answers(at_start, restricted(json.loads(result.stdout)[0]["neighbors"], info["ids"]))
+    assert_same_answers(at_start, restricted(json.loads(result.stdout)["words"][0]["neighbors"], info["ids"]))
     assert "step 0" in loaded.inner_text("#row-msg")
 
 
@@ -459,11 +460,13 @@ def test_the_page_holds_the_tokens_the_answer_verbs_use(trained_run):
     assert build_page_data(trained_run, tokens=5).data["min_count"] == DEFAULT_MIN_COUNT
 
 
-def test_explore_command_writes_one_line(trained_run, tmp_path):
+def test_explore_command_says_what_it_wrote_and_from_which_run(trained_run, tmp_path):
     out = tmp_path / "page.html"
     result = cli("explore", "--run", trained_run, "-o", out, "--tokens", 10)
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): 10 tokens × 4 snapshots, step 0 → 60"
+    assert result.stdout.strip().splitlines() == [
+        f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): 10 tokens × 4 snapshots, step 0 → 60",
+        f"from {trained_run.name} at step 60 ({trained_run})"]
     many = cli("explore", "--run", trained_run, "-o", out, "--tokens", 10000)
     assert many.exit_code == 0 and "(only 47 qualify)" in many.stdout
 

@@ -144,7 +144,8 @@ def test_plot_words_over_training_small_multiples_and_gif(trained_run, tmp_path)
 
     r = invoke("plot", "words", *WORDS, "--run", trained_run, "--steps", "-o", tmp_path / "steps.png")
     assert r.exit_code == 0, r.output
-    assert r.stdout.strip() == f"wrote {tmp_path / 'steps.png'}"
+    assert r.stdout.strip().splitlines() == [f"wrote {tmp_path / 'steps.png'}",
+                                             f"from {trained_run.name} at step 60 ({trained_run})"]
     image = Image.open(tmp_path / "steps.png")
     assert image.size[0] > 3 * image.size[1]  # 4 panels side by side
     r = invoke("plot", "words", *WORDS, "--run", trained_run, "-o", tmp_path / "training.gif")
