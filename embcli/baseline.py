@@ -39,9 +39,10 @@ class Word2VecSettings:
     epochs: int = REFERENCE_EPOCHS
     workers: int = 0  # 0: one per core
 
-    def describe(self) -> str:
+    def describe(self, with_epochs: bool = True) -> str:
+        epochs = f"{epochs_text(self.epochs)}, " if with_epochs else ""
         return (f"{'skip-gram' if self.sg else 'CBOW'}, d {self.vector_size}, window {self.window}, "
-                f"negative {self.negative}, {epochs_text(self.epochs)}, min_count {self.min_count}, {self.workers} threads")
+                f"negative {self.negative}, {epochs}min_count {self.min_count}, {self.workers} threads")
 
 
 def epochs_text(n: int) -> str:
