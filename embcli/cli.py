@@ -545,20 +545,31 @@ def evaluate(run: Optional[str] = RunOpt, step: Optional[int] = StepOpt, min_cou
              pairs: Optional[Path] = typer.Option(None, "--pairs", help="Word-pair file (default WordSim353)."),
              analogies: Optional[Path] = typer.Option(None, "--analogies", help="Analogy file (default Google's)."),
              baseline: Optional[Baseline] = typer.Option(None, "--baseline", help="Train gensim Word2Vec on the "
-                                                         "same tokens and compare."),
+                                                         "same tokens, for as long as the run trained (and for "
+                                                         "5 epochs), and compare."),
+             baseline_epochs: Optional[int] = typer.Option(None, "--baseline-epochs", min=1, help="Train the "
+                                                           "baseline for N epochs instead of the run's time."),
+             baseline_seconds: Optional[float] = typer.Option(None, "--baseline-seconds", help="Give the baseline "
+                                                              "S seconds instead of the run's time."),
              sections: bool = typer.Option(False, "--sections", help="Show analogy accuracy per section."),
              runs_dir: Optional[Path] = RunsDirOpt, json_out: bool = JsonOpt):
     """WordSim353 (Spearman ρ) and Google analogies (accuracy), with coverage; optionally vs word2vec.
 
+    --baseline word2vec gives gensim Word2Vec the run's own training time (at --step, its time
+    there), in epochs measured on this machine, and shows its 5-epoch figure beside it.
+
     \b
     embcli eval
     embcli eval --baseline word2vec --sections
+    embcli eval --baseline word2vec --baseline-epochs 40
     """
     from . import queries
     from .render import busy
 
+    queries.check_baseline(_value(baseline), baseline_epochs, baseline_seconds)  # before the table is loaded
     result = queries.evaluate(_space(run, step, min_count, runs_dir), pairs=pairs, analogies=analogies,
-                              baseline=_value(baseline), busy=busy)
+                              baseline=_value(baseline), baseline_epochs=baseline_epochs,
+                              baseline_seconds=baseline_seconds, busy=busy)
     _show(result, json_out, sections=sections)
 
 

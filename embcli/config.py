@@ -55,6 +55,8 @@ class TrainConfig:
     eval_batches: int = 8
     checkpoint_interval: int = 500  # steps between checkpoints (and a last one at the end)
     snapshots: bool = True  # keep copies of the table at step 0 and 10, 30, 100, 300, ...
+    snapshot_every: int = 0  # 0: only those log-spaced snapshots; N: also one every N steps (denser, for
+    #                          quality over time: bench/quality.py --curve); a snapshot is 50257 × n_embd floats
     # --- speed ---
     dtype: str = "auto"  # auto | float32 | bfloat16 (autocast); auto: bf16 on CUDA, float32 elsewhere
     loss: str = "fused"  # fused: chunked linear + cross-entropy, never the full logits; plain;
@@ -82,7 +84,7 @@ class TrainConfig:
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0 (got {getattr(self, name)})")
         for name in ["max_steps", "max_tokens", "time_budget", "warmup_steps", "weight_decay",
-                     "embedding_weight_decay", "grad_clip", "embedding_lr"]:
+                     "embedding_weight_decay", "grad_clip", "embedding_lr", "snapshot_every"]:
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0 (got {getattr(self, name)})")
         if not self.learning_rate > 0:

@@ -13,7 +13,9 @@ the run's own description — and names the answer.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, ContextManager
@@ -33,6 +35,7 @@ from .runs import (
     live_status,
     metrics_history,
     read_meta,
+    read_metrics,
     runs_root,
 )
 from .space import DEFAULT_MIN_COUNT, EmbeddingSpace, Neighbor, Resolved
@@ -53,6 +56,7 @@ class RunFacts:
     source: str | None  # an imported run: the model its table came from
     step: int | None
     tokens_seen: int | None
+    seconds: float | None  # training time summed over sessions; None for imported runs (and very old ones)
     train_loss: float | None
     val_loss: float | None
     model: dict  # parameters, table_parameters, table_share, rows, dim, tied
@@ -99,11 +103,48 @@ def run_facts(run_dir: Path) -> RunFacts:
     corpus_path = meta.get("corpus_path")
     return RunFacts(path=run_dir, status=live_status(run_dir, meta.get("status")), source=meta.get("source"),
                     step=meta.get("step"),
-                    tokens_seen=meta.get("tokens_seen"), train_loss=meta.get("train_loss"),
+                    tokens_seen=meta.get("tokens_seen"), seconds=meta.get("seconds"),
+                    train_loss=meta.get("train_loss"),
                     val_loss=meta.get("val_loss"), model=meta.get("model") or {},
                     corpus_description=(meta.get("corpus") or {}).get("description", ""),
                     corpus_path=Path(corpus_path) if corpus_path else None, loss_kind=meta.get("loss"),
                     history=meta.get("history") or {})
+
+
+@dataclass(frozen=True)
+class TrainingTime:
+    """How long a run had trained when its table was at a step, and where that figure was read."""
+
+    seconds: float
+    source: str  # e.g. "meta.json: training time summed over sessions"
+
+
+def training_time(run_dir: Path, step: int | None) -> TrainingTime | None:
+    """The training seconds behind the run's table at ``step`` (None: its final table).
+
+    The final table's is meta.json's ``seconds`` (summed over sessions); a snapshot's is
+    metrics.jsonl's ``elapsed_s`` at that step, or at the nearest record before it (the source
+    says so); step 0 is 0 s. None when the run has no time (an imported run, or one made before
+    embcli recorded it).
+    """
+    facts = run_facts(run_dir)
+    if step == 0:
+        return TrainingTime(0.0, "step 0: the table before any training")
+    if (step is None or step == facts.step) and isinstance(facts.seconds, (int, float)):
+        return TrainingTime(float(facts.seconds), "meta.json: the run's training time, summed over sessions")
+    if step is None:
+        step = facts.step
+    if step is None:
+        return None
+    timed = [r for r in read_metrics(run_dir) if r["step"] <= step and isinstance(r.get("elapsed_s"), (int, float))
+             and not isinstance(r.get("elapsed_s"), bool)]
+    if not timed:
+        return None
+    last = timed[-1]
+    if last["step"] == step:
+        return TrainingTime(float(last["elapsed_s"]), f"metrics.jsonl: elapsed_s at step {step:,}")
+    return TrainingTime(float(last["elapsed_s"]), f"metrics.jsonl: no record at step {step:,}, so the nearest "
+                                                  f"before it, step {last['step']:,}")
 
 
 def loss_history(run_dir: Path) -> dict:
@@ -411,16 +452,36 @@ BASELINES = (None, "word2vec")
 Busy = Callable[[str], ContextManager]  # shows "working on ..." around a long step (a spinner in the CLI)
 
 
-def check_baseline(baseline: str | None) -> None:
-    """The one check of a baseline's name (the CLI calls it before loading the table)."""
+def check_baseline(baseline: str | None, epochs: int | None = None, seconds: float | None = None) -> None:
+    """The one check of a baseline's name and its training length (the CLI calls it before loading
+    the table): ``epochs`` or ``seconds`` (not both) replace the default, the run's own training time."""
     if baseline not in BASELINES:
         raise EmbcliError(f"--baseline takes 'word2vec' (got {baseline!r})")
+    if (epochs is not None or seconds is not None) and not baseline:
+        raise EmbcliError("--baseline-epochs and --baseline-seconds size the baseline: add --baseline word2vec")
+    if epochs is not None and seconds is not None:
+        raise EmbcliError("give --baseline-epochs or --baseline-seconds, not both")
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+        raise EmbcliError(f"--baseline-epochs must be a whole number ≥ 1 (got {epochs!r})")
+    if seconds is not None and not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
+        raise EmbcliError(f"--baseline-seconds must be a positive, finite number of seconds (got {seconds!r})")
+
+
+# The word2vec tables of an evaluation, by key (the JSON's and the column's): the chosen one first —
+# equal time (the default), --baseline-seconds or --baseline-epochs — then the 5-epoch reference,
+# left out when the chosen table is itself 5 epochs.
+EQUAL_TIME, GIVEN_SECONDS, GIVEN_EPOCHS, FIVE_EPOCHS = ("word2vec_equal_time", "word2vec_seconds",
+                                                         "word2vec_epochs", "word2vec_5_epochs")
 
 
 @dataclass
 class BaselineInfo:
-    settings: str
-    seconds: float
+    settings: str  # gensim's settings, epochs and threads included
+    epochs: int
+    seconds: float  # gensim's training time (its vocabulary is built once, apart)
+    target_seconds: float | None = None  # the time its epochs were chosen to fill; None when epochs were given
+    target_from: str | None = None  # where that time came from (meta.json, metrics.jsonl, --baseline-seconds)
+    per_epoch_seconds: float | None = None  # measured here (the 5-epoch table's time / 5), that chose the epochs
 
 
 @dataclass
@@ -442,41 +503,86 @@ class TableScores:
 class EvalResult:
     source: str
     step: int | None
-    tables: dict[str, TableScores]  # "embcli" first, then any baseline
+    tables: dict[str, TableScores]  # "embcli" first, then any baseline's tables (the keys above)
 
     def to_json(self) -> dict:
         return {"tables": {name: scores.to_json() for name, scores in self.tables.items()}}
 
 
 def evaluate(space: EmbeddingSpace, *, pairs: Path | None = None, analogies: Path | None = None,
-             baseline: str | None = None, busy: Busy | None = None) -> EvalResult:
+             baseline: str | None = None, baseline_epochs: int | None = None,
+             baseline_seconds: float | None = None, busy: Busy | None = None) -> EvalResult:
     """WordSim353 (Spearman ρ) and Google analogies (accuracy), with coverage, for the run's table
-    and (``baseline="word2vec"``) for gensim Word2Vec trained on the same tokens."""
+    and (``baseline="word2vec"``) for gensim Word2Vec trained on the same tokens: for the run's own
+    training time by default (:func:`word2vec_spaces`), ``baseline_seconds`` or ``baseline_epochs``
+    when given, and for 5 epochs beside it."""
     from .evaluate import evaluate_analogies, evaluate_pairs
 
-    check_baseline(baseline)
+    check_baseline(baseline, baseline_epochs, baseline_seconds)
     tables = [("embcli", space, None)]
     if baseline:
-        tables.append(("word2vec", *word2vec_space(space, busy or (lambda _: contextlib.nullcontext()))))
+        tables += word2vec_spaces(space, busy or (lambda _: contextlib.nullcontext()),
+                                  epochs=baseline_epochs, seconds=baseline_seconds)
     return EvalResult(space.source, space.step, {
         name: TableScores(evaluate_pairs(sp, pairs), evaluate_analogies(sp, analogies), info)
         for name, sp, info in tables})
 
 
-def word2vec_space(space: EmbeddingSpace, busy: Busy) -> tuple[EmbeddingSpace, BaselineInfo]:
-    """gensim Word2Vec on the run's own training tokens, as wide as the run's table."""
-    from .baseline import Word2VecSettings, train_word2vec
+def word2vec_spaces(space: EmbeddingSpace, busy: Busy, *, epochs: int | None = None,
+                    seconds: float | None = None) -> list[tuple[str, EmbeddingSpace, BaselineInfo]]:
+    """gensim Word2Vec on the run's own training tokens, as wide as the run's table: (key, table, how).
+
+    By default it gets the run's training time at the table's step (:func:`training_time`):
+    5 epochs are trained and timed first, and their time per epoch chooses the epochs that fill
+    the target (:func:`baseline.choose_epochs`); a fresh table is trained for that many. With
+    ``seconds``, that time is the target; with ``epochs``, those epochs. The 5-epoch table comes
+    second, unless the chosen table is 5 epochs itself.
+    """
+    from .baseline import REFERENCE_EPOCHS, Word2VecSettings, Word2VecTrainer, choose_epochs
     from .data import open_prepared
 
-    corpus_path = run_facts(Path(space.source)).corpus_path
+    run_dir = Path(space.source)
+    corpus_path = run_facts(run_dir).corpus_path
     if corpus_path is None:
         raise EmbcliError(f"{space.source} has no corpus to train a baseline on (imported runs have none)")
+    key, target, target_from = GIVEN_EPOCHS, None, None
+    if seconds is not None:
+        key, target, target_from = GIVEN_SECONDS, float(seconds), "--baseline-seconds"
+    elif epochs is None:
+        trained = training_time(run_dir, space.step)
+        if trained is None:
+            raise EmbcliError(f"{space.source} has no training time to give word2vec (a run made before embcli "
+                              "recorded it): choose its length with --baseline-epochs N or --baseline-seconds S")
+        key, target, target_from = EQUAL_TIME, trained.seconds, trained.source
     corpus = open_prepared(corpus_path)
     settings = Word2VecSettings(vector_size=space.vectors.shape[1])
-    with busy(f"training gensim Word2Vec on the same {corpus.train_tokens:,} GPT-2 tokens ({settings.describe()})"):
-        table, seconds = train_word2vec(corpus.split("train"), settings)
-    twin = EmbeddingSpace(table, space.counts, min_count=space.min_count, vocab=space.vocab, source="word2vec")
-    return twin, BaselineInfo(settings.describe(), round(seconds, 2))
+    with busy(f"reading the same {corpus.train_tokens:,} GPT-2 tokens into gensim Word2Vec"):
+        trainer = Word2VecTrainer(corpus.split("train"), settings)
+
+    def train(n: int, why: str):
+        with busy(f"training gensim Word2Vec for {n} epochs{why} "
+                  f"({dataclasses.replace(trainer.settings, epochs=n).describe()})"):
+            return trainer.train(n)
+
+    reference = None
+    if target is None:
+        chosen = train(epochs, "")
+        info = BaselineInfo(chosen.settings.describe(), epochs, round(chosen.seconds, 2))
+    else:
+        reference = train(REFERENCE_EPOCHS, ", timing its epochs")
+        per_epoch = reference.seconds / REFERENCE_EPOCHS
+        n = choose_epochs(target, per_epoch)
+        chosen = reference if n == REFERENCE_EPOCHS else train(n, f" (about {n * per_epoch:,.0f} s, to match "
+                                                                  f"{target:,.1f} s)")
+        info = BaselineInfo(chosen.settings.describe(), n, round(chosen.seconds, 2), round(target, 3), target_from,
+                            round(per_epoch, 4))
+    found = [(key, chosen, info)]
+    if info.epochs != REFERENCE_EPOCHS:
+        reference = reference or train(REFERENCE_EPOCHS, " (the reference)")
+        found.append((FIVE_EPOCHS, reference, BaselineInfo(reference.settings.describe(), REFERENCE_EPOCHS,
+                                                           round(reference.seconds, 2))))
+    return [(name, EmbeddingSpace(w.table, space.counts, min_count=space.min_count, vocab=space.vocab,
+                                  source="word2vec"), how) for name, w, how in found]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -769,8 +875,8 @@ def directions(space: EmbeddingSpace, *, positive: list[str] | None = None, nega
 __all__ = [
     "AnalogyResult", "AnsweredBy", "Candidate", "DirectionsResult", "EvalResult", "LeftOut", "ModelResult",
     "NeighborsResult", "OddOneOutResult", "PredictResult", "RowResult", "RunFacts", "RunsResult", "SimilarityResult",
-    "TableResult", "TokenizeResult", "TraceResult", "analogy", "check_baseline", "directions", "evaluate",
+    "TableResult", "TokenizeResult", "TraceResult", "TrainingTime", "analogy", "check_baseline", "directions", "evaluate",
     "inspect_model", "inspect_row", "inspect_table", "inspect_token", "left_out", "loss_history", "model_shape",
     "neighbors", "odd_one_out", "open_space", "predict", "prompt_ids", "resolve_all", "run_facts", "runs",
-    "similarity", "tokenize", "trace",
+    "similarity", "tokenize", "trace", "training_time",
 ]

@@ -315,14 +315,31 @@ def _score(value: float, used: int, total: int) -> str:
     return f"{shown}  ({used:,}/{total:,} = {used / total:.0%})" if total else shown
 
 
+def _table_name(key: str, baseline) -> str:
+    """A column's name: which table it is and how long it trained."""
+    if baseline is None:
+        return key
+    from .baseline import epochs_text
+
+    took = f"{epochs_text(baseline.epochs)}, {baseline.seconds:,.1f} s"
+    if baseline.target_seconds is None:
+        return f"word2vec ({took})"
+    if baseline.target_from == "--baseline-seconds":
+        return f"word2vec ({baseline.target_seconds:,g} s asked: {took})"
+    return f"word2vec (equal time: {took})"
+
+
 def evaluation(result: EvalResult, out, *, sections: bool = False) -> None:
+    from rich.markup import escape
     from rich.table import Table
+
+    from .baseline import epochs_text
 
     scores = list(result.tables.values())
     table = Table(title=f"evaluation of {_at_step(result.source, result.step)}", title_justify="left")
     table.add_column("")
-    for name in result.tables:
-        table.add_column(name)
+    for name, s in result.tables.items():
+        table.add_column(_table_name(name, s.baseline))
     table.add_row("WordSim353 Spearman ρ (pairs used)",
                   *[_score(s.pairs.spearman, s.pairs.used, s.pairs.total) for s in scores])
     table.add_row("Google analogies accuracy (questions used)",
@@ -336,9 +353,17 @@ def evaluation(result: EvalResult, out, *, sections: bool = False) -> None:
                 cells.append(_score(accuracy, part["used"], part["total"]))
             table.add_row(f"  {sec['section']}", *cells)
     if any(s.baseline for s in scores):
-        table.add_row("training", *[f"{s.baseline.settings}; {s.baseline.seconds:.1f} s" if s.baseline
+        table.add_row("training", *[s.baseline.settings if s.baseline
                                     else "transformer LM (see embcli runs)" for s in scores])
     out.print(table)
+    for s in scores:
+        b = s.baseline
+        if b and b.target_seconds is not None:
+            asked = (f"--baseline-seconds asked for {b.target_seconds:,g} s" if b.target_from == "--baseline-seconds"
+                     else f"equal time: the run's table had trained {b.target_seconds:,.1f} s ({escape(b.target_from)})")
+            out.print(f"[dim]{asked}; word2vec's 5 epochs "
+                      f"took {b.per_epoch_seconds * 5:,.1f} s here ({b.per_epoch_seconds:,.2f} s an epoch), so "
+                      f"{epochs_text(b.epochs)}, which took {b.seconds:,.1f} s[/]", soft_wrap=True)
     malformed = scores[0].pairs.malformed + scores[0].analogies.malformed
     out.print("[dim]a pair or question counts only when each word is one GPT-2 token that training saw"
               + (f"; {malformed} malformed lines skipped" if malformed else "") + "[/]")

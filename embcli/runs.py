@@ -8,6 +8,7 @@
                            with the identity of the table they were computed from
       counts.npy           how often each id occurred in the training split
       snapshots/step_N.npy the table at step 0 (pure noise), 10, 30, 100, 300, ...
+                           (and every snapshot_every steps, when the config sets it)
       checkpoint/          model.safetensors + optimizer.safetensors + rng.safetensors + state.json,
                            for --resume (what goes into them is the trainer's business: train.py)
       metrics.jsonl        one JSON object per training step, appended as training goes (MetricsLog)
@@ -403,9 +404,10 @@ def save_counts(run: Path, counts) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def is_snapshot_step(step: int) -> bool:
-    """0, and 1 or 3 times a power of ten from 10 on: even spacing on a log-scale of steps."""
-    if step == 0:
+def is_snapshot_step(step: int, every: int = 0) -> bool:
+    """0, and 1 or 3 times a power of ten from 10 on: even spacing on a log-scale of steps; and with
+    ``every`` (the config's ``snapshot_every``), each multiple of it too."""
+    if step == 0 or (every > 0 and step % every == 0):
         return True
     if step < 10:
         return False

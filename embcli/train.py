@@ -817,7 +817,7 @@ class Trainer:
         if self.step % cfg.eval_interval == 0 or self.done():
             val = self.validate()
         self.log_metrics(loss, val)  # before the checkpoint: a step it covers is always in the log
-        if is_snapshot_step(self.step):
+        if is_snapshot_step(self.step, cfg.snapshot_every):
             self.snapshot()
         if self.step % cfg.checkpoint_interval == 0 and not self.done():
             self.save("running")
@@ -875,7 +875,7 @@ class Trainer:
                 if val is not None:
                     self.log_metrics(None, val)
                     self.close_logs()
-            if self.cfg.snapshots and not is_snapshot_step(self.step):
+            if self.cfg.snapshots and not is_snapshot_step(self.step, self.cfg.snapshot_every):
                 self.snapshot()
             self.save(status)
             self.signals.pending = None

@@ -43,6 +43,15 @@ def test_loss_falls_and_run_is_complete(trained_run):
     assert json.loads((run / "config.json").read_text())["n_embd"] == 32
 
 
+def test_snapshot_every_adds_the_multiples_of_k(corpus_file, tiny):
+    run = train(tiny(max_steps=7, snapshot_every=3), spec(corpus_file), name="dense", progress=False).run
+    assert [s for s, _ in runs.list_snapshots(run)] == [0, 3, 6, 7]  # step 0, each multiple of 3, the end
+    assert runs.is_snapshot_step(30, 7) and runs.is_snapshot_step(14, 7) and not runs.is_snapshot_step(15, 7)
+    assert not runs.is_snapshot_step(14) and not runs.is_snapshot_step(14, 0)
+    with pytest.raises(EmbcliError, match=r"snapshot_every must be >= 0 \(got -1\)"):
+        tiny(snapshot_every=-1)
+
+
 def test_same_seed_same_run(corpus_file, tiny):
     a = train(tiny(max_steps=8), spec(corpus_file), name="a", progress=False).run
     b = train(tiny(max_steps=8), spec(corpus_file), name="b", progress=False).run
