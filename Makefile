@@ -2,6 +2,9 @@
 #   make train   create .venv, install embcli, train on the embedded corpus (offline)
 #   make test    create .venv, install embcli with its test tools, run the tests
 #                (make test-fast: all but the tests marked slow, for the edit-test loop)
+# The tests run side by side, a worker per core (pytest-xdist, -n auto): run one by one they keep
+# a single core busy most of the time (imports, torch.compile, processes starting). Each worker
+# computes with one thread (tests/conftest.py).
 # TORCH is the torch requirement installed first. The default is the CPU build that lies on the
 # development machines' disk; with a GPU, give your own (e.g. make install TORCH="torch>=2.4").
 
@@ -27,11 +30,13 @@ $(VENV)/.installed: pyproject.toml
 train: install
 	$(BIN)/embcli train
 
+PYTEST := $(BIN)/python -m pytest -q -n auto --dist worksteal
+
 test: install
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # Python 3.10 is pyproject's floor. Its torch on the package index is the CUDA build (several GB),
 # too much for CI, so on 3.10 the torch-free half is tested: configs (the tomli fallback), the

@@ -1,4 +1,5 @@
 import contextlib
+import fcntl
 import os
 import random
 import shutil
@@ -6,6 +7,11 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest -n N: the N workers share the cores, so each computes with one thread, and so do the
+    # processes its tests start (N workers of N threads each would fight over N cores)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # A vocabulary of related words, so a few hundred steps already show structure.
 ANIMALS = ["cat", "dog", "horse", "cow", "sheep", "goat", "pig", "mouse"]
@@ -61,6 +67,21 @@ def _fingerprint(root: Path) -> dict:
     return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in paths}
 
 
+def made_once(tmp_path_factory, name: str, make) -> Path:
+    """A session's shared folder ``name``, filled by ``make(folder)`` once for the whole test run:
+    under pytest-xdist the first worker to get there makes it and the others wait for it."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+    with open(f"{folder}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / ".made").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            (folder / ".made").touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def shared_corpus(tmp_path_factory) -> tuple[Path, Path]:
     """The test corpus, written once and tokenized once: (its text file, a cache folder holding its shards).
@@ -70,12 +91,13 @@ def shared_corpus(tmp_path_factory) -> tuple[Path, Path]:
     """
     from embcli.data import CorpusSpec, prepare
 
-    root = tmp_path_factory.mktemp("shared_corpus")
-    path = root / "corpus.txt"
-    path.write_text(make_corpus_text())
-    with cache_at(root / "cache"):
-        prepare(CorpusSpec(paths=[str(path)]), progress=False)
-    return path, root / "cache"
+    def make(root: Path) -> None:
+        (root / "corpus.txt").write_text(make_corpus_text())
+        with cache_at(root / "cache"):
+            prepare(CorpusSpec(paths=[str(root / "corpus.txt")]), progress=False)
+
+    root = made_once(tmp_path_factory, "shared_corpus", make)
+    return root / "corpus.txt", root / "cache"
 
 
 @pytest.fixture
@@ -117,10 +139,13 @@ def _trained_run(shared_corpus, tmp_path_factory) -> Path:
     from embcli.train import train
 
     corpus, cache = shared_corpus
-    with cache_at(cache):
-        result = train(tiny_config(max_steps=60), CorpusSpec(paths=[str(corpus)]), name="shared",
-                       runs_dir=tmp_path_factory.mktemp("shared_run") / "runs", progress=False)
-    return result.run
+
+    def make(root: Path) -> None:
+        with cache_at(cache):
+            train(tiny_config(max_steps=60), CorpusSpec(paths=[str(corpus)]), name="shared", runs_dir=root / "runs",
+                  progress=False)
+
+    return made_once(tmp_path_factory, "shared_run", make) / "runs" / "shared"
 
 
 @pytest.fixture
