@@ -58,7 +58,8 @@ class TrainConfig:
     snapshot_every: int = 0  # 0: only those log-spaced snapshots; N: also one every N steps (denser, for
     #                          quality over time: bench/quality.py --curve); a snapshot is 50257 × n_embd floats
     # --- speed ---
-    dtype: str = "auto"  # auto | float32 | bfloat16 (autocast); auto: bf16 on CUDA, float32 elsewhere
+    dtype: str = "auto"  # auto | float32 | bfloat16 (autocast); auto: bf16 where the device has it natively
+    #                      (CUDA; a CPU with AVX-512 BF16 or AMX), float32 elsewhere
     loss: str = "fused"  # fused: chunked linear + cross-entropy, never the full logits; plain;
     #                      sampled: sampled softmax over `negatives` shared negatives (less work)
     loss_chunk: int = 256  # rows per logits matmul of the fused loss (never the full logits)

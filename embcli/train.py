@@ -68,6 +68,26 @@ from .runs import (
 # ---------------------------------------------------------------------------------------------
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively: a CUDA GPU that supports it, or a CPU with
+    AVX-512 BF16 or AMX instructions (on other CPUs bf16 is emulated and slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
+    except OSError:  # not Linux: no way to ask cheaply, so float32
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def uses_bf16(cfg: TrainConfig, device: torch.device) -> bool:
+    """dtype "bfloat16" always; "auto" where the device computes in bf16 natively (see native_bf16)."""
+    return cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and native_bf16(device))
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """cuda if present, then mps, else cpu; or exactly what the user asked for, if it exists."""
     if name == "auto":
@@ -154,8 +174,7 @@ def memory_needed(cfg: TrainConfig, world: int, device: torch.device) -> dict[st
     """
     _, size = rank_share(cfg, world)
     d, T, L, V = cfg.n_embd, cfg.block_size, cfg.n_layer, cfg.vocab_size
-    bf16 = cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and device.type == "cuda")
-    number = 2 if bf16 else 4
+    number = 2 if uses_bf16(cfg, device) else 4
     tokens = size * T
     weights = 16 * cfg.parameter_count()["parameters"]
     activations = 8 * L * tokens * d * number
@@ -524,8 +543,7 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, cfg, device)
         self.sampler = BatchSampler(corpus.split("train"), cfg.block_size, cfg.seed)
         self.val = val_windows(corpus.split("val"), cfg.block_size, cfg.eval_batches * cfg.batch_size)
-        use_bf16 = cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and device.type == "cuda")
-        self.amp = torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
+        self.amp = torch.autocast(device.type, dtype=torch.bfloat16) if uses_bf16(cfg, device) else nullcontext()
         self._choose_losses()
         if device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True

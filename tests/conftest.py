@@ -116,7 +116,7 @@ def corpus_file(shared_corpus, tmp_path) -> Iterator[Path]:
 # The smallest model that is still the real architecture: fast enough to train in a test.
 TINY = ["n_layer=1", "n_head=2", "n_embd=32", "block_size=32", "batch_size=8", "warmup_steps=5",
         "eval_interval=10", "eval_batches=2", "checkpoint_interval=10", "learning_rate=1e-2", "embedding_lr=0",
-        "loss=fused", "compile=false", "max_tokens=0", "time_budget=0"]
+        "loss=fused", "compile=false", "max_tokens=0", "time_budget=0", "dtype=float32"]
 
 
 def tiny_config(**changes):

@@ -252,3 +252,23 @@ def test_adamw_falls_back_to_the_default_kernel_without_a_fused_one(monkeypatch)
     assert isinstance(opt, AdamWWithoutFusedKernel) and not opt.defaults["fused"]
     assert fused_calls == 0
     assert moved == names
+
+
+@pytest.mark.parametrize("flags, native", [("fpu sse avx512f avx512_bf16 avx512_vnni", True),
+                                           ("fpu sse avx512f amx_bf16 amx_tile", True),
+                                           ("fpu sse avx2 avx512f avx512bw", False)])
+def test_dtype_auto_is_bf16_only_where_the_cpu_has_it_natively(tiny, monkeypatch, flags, native):
+    import builtins
+    import io
+
+    from embcli import train as train_module
+
+    real_open = builtins.open
+    cpuinfo = f"processor\t: 0\nmodel name\t: some CPU\nflags\t\t: {flags}\n"
+    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: io.StringIO(cpuinfo) if path == "/proc/cpuinfo"
+                        else real_open(path, *a, **k))
+    cpu = torch.device("cpu")
+    assert train_module.native_bf16(cpu) is native
+    assert train_module.uses_bf16(tiny(dtype="auto", max_steps=10), cpu) is native
+    assert train_module.uses_bf16(tiny(dtype="float32", max_steps=10), cpu) is False
+    assert train_module.uses_bf16(tiny(dtype="bfloat16", max_steps=10), cpu) is True
