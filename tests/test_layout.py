@@ -61,3 +61,40 @@ def test_the_graph_sees_every_kind_of_import():
 def test_no_import_cycle_in_embcli():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " → ".join(cycle)
+
+
+# cli.py holds only commands: no classes, and every function is a Typer command or callback
+# (decorated ``@<app>.command(...)`` / ``@<app>.callback()``) or at most CLI_HELPER_LINES long.
+# What commands share lives in commandline.py.
+CLI_HELPER_LINES = 8
+
+
+def is_command(fn: ast.FunctionDef) -> bool:
+    return any(isinstance(d, ast.Call) and isinstance(d.func, ast.Attribute) and d.func.attr in ("command", "callback")
+               for d in fn.decorator_list)
+
+
+def cli_misfits(source: str) -> list[str]:
+    """What in a cli.py's source breaks the rule: its classes, and functions that are neither commands nor short."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ClassDef):
+            found.append(f"class {node.name}")
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not is_command(node):
+            lines = node.end_lineno - node.lineno + 1
+            if lines > CLI_HELPER_LINES:
+                found.append(f"{node.name} ({lines} lines, not a command)")
+    return found
+
+
+def test_the_cli_rule_sees_classes_and_long_helpers():
+    source = ("@app.command()\n@handle_errors\ndef verb():\n" + "    x = 1\n" * 20
+              + "def main():\n    run_app(app)\n"
+              + "class Group:\n    pass\n"
+              + "def _helper():\n" + "    x = 1\n" * 8)
+    assert cli_misfits(source) == ["class Group", "_helper (9 lines, not a command)"]
+
+
+def test_cli_holds_only_commands():
+    misfits = cli_misfits((PACKAGE / "cli.py").read_text())
+    assert not misfits, f"cli.py holds only commands (the rest goes in commandline.py): {misfits}"
