@@ -1,4 +1,5 @@
-"""The package's shape: embcli/'s modules import each other without a cycle."""
+"""The package's shape: embcli/'s modules import each other without a cycle, cli.py holds only
+commands, and no function is long without saying why (the rules are in ARCHITECTURE.md)."""
 
 import ast
 from pathlib import Path
