@@ -3,83 +3,41 @@
 A command parses its options, calls one function of the library (``queries.py`` for the query
 verbs, ``train.py``, ``data.py``, ``export.py``, ``plots.py`` for the rest) and hands the answer to
 ``render.py``. Heavy imports (torch, datasets, rich's tables) happen inside the commands that need
-them, so the query verbs start fast. Every user error is an :class:`EmbcliError`, and every usage
-error click finds (a missing argument, ``--top 0``, an unknown option) is shown the same way: one
-line on stderr, exit code 2 (1 for failures while running, 130 for an interrupt), never a traceback.
+them, so the query verbs start fast. This file holds only the commands and their options; what
+they share (usage errors and every ``EmbcliError`` as one line on stderr with exit code 2, option
+parsing, opening the table and naming the run that answered) is ``commandline.py``'s.
 """
 
 from __future__ import annotations
 
-import enum
-import errno
-import functools
-import math
 import os
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
-from typer.core import TyperGroup
 
-try:  # newer typer carries its own copy of click; older typer used click itself
-    from typer._click import exceptions as click_errors
-    from typer._click.globals import get_current_context
-except ImportError:  # pragma: no cover - older typer
-    from click import exceptions as click_errors
-    from click import get_current_context
-
-
-from . import __version__
-from .errors import EmbcliError, clip
+from .commandline import (
+    OneLineGroup,
+    answered_by,
+    choice_value,
+    choices,
+    corpus_spec,
+    handle_errors,
+    open_table,
+    parse_count,
+    parse_duration,
+    print_version,
+    read_words,
+    run_app,
+    show,
+    stdout,
+    train_config,
+)
+from .errors import EmbcliError
 from .export import FORMATS, KEY_STYLES
 from .queries import BASELINES
 from .space import ANALOGY_METHODS
-
-
-def choices(name: str, values) -> type[enum.Enum]:
-    """A closed list of option values: --help lists them, completion offers them, click checks them."""
-    return enum.Enum(name, {v: v for v in values}, type=str)
-
-
-def _value(choice) -> str | None:
-    """The plain string of a choice (None stays None)."""
-    return choice.value if isinstance(choice, enum.Enum) else choice
-
-
-class UsageLine(click_errors.UsageError):
-    """A usage error click found, shown as one line like every other error: ``error: ... (embcli X --help)``."""
-
-    def show(self, file=None) -> None:
-        where = f" (see: {self.ctx.command_path} --help)" if self.ctx is not None else ""
-        _err(self.message + where)
-
-
-def _one_line(exc: click_errors.UsageError) -> click_errors.UsageError:
-    if isinstance(exc, (UsageLine, getattr(click_errors, "NoArgsIsHelpError", UsageLine))):
-        return exc  # already one line, or the help a bare group shows
-    message = exc.format_message().strip().rstrip(".")
-    if isinstance(exc, click_errors.NoSuchOption) and exc.possibilities:  # click puts its guesses on a second line
-        message = f"no such option: {exc.option_name}; did you mean {' or '.join(sorted(exc.possibilities))}?"
-    message = message.splitlines()[0] if message else "bad usage"
-    return UsageLine(message[:1].lower() + message[1:], exc.ctx)
-
-
-class OneLineGroup(TyperGroup):
-    """The command group: usage errors from it or any command under it become :class:`UsageLine`."""
-
-    def make_context(self, info_name, args, parent=None, **extra):
-        try:
-            return super().make_context(info_name, args, parent, **extra)
-        except click_errors.UsageError as exc:
-            raise _one_line(exc) from None
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except click_errors.UsageError as exc:
-            raise _one_line(exc) from None
-
 
 # rich_markup_mode=None: typer's rich help machinery is never imported on the query path.
 # Shell completion is Typer's (--install-completion, --show-completion).
@@ -91,14 +49,8 @@ plot_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                        help="Pictures (PNG, SVG or PDF; GIF for plot words over training) of a table or a run.")
 
 
-def _print_version(value: bool) -> None:
-    if value:
-        typer.echo(f"embcli {__version__}")
-        raise typer.Exit()
-
-
 @app.callback()
-def _main_options(version: bool = typer.Option(False, "--version", "-V", callback=_print_version, is_eager=True,
+def _main_options(version: bool = typer.Option(False, "--version", "-V", callback=print_version, is_eager=True,
                                               help="Print embcli's version and exit.")):
     """Train GPT-2-style token embeddings on a corpus and explore what the table learned.
 
@@ -111,117 +63,6 @@ def _main_options(version: bool = typer.Option(False, "--version", "-V", callbac
 
     Runs live in ./runs (or $EMBCLI_RUNS, or --runs-dir); every answer says which run and step answered.
     """
-
-
-def _out():
-    from .render import console
-
-    return console()
-
-
-def _err(message: str) -> None:
-    from .render import console, error_line
-
-    error_line(console(stderr=True), message, soft_wrap=True)
-
-
-def handle_errors(fn):
-    """Turn EmbcliError into one line and an exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except EmbcliError as exc:
-            if not exc.quiet:
-                _err(str(exc))
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            _err("interrupted")
-            raise typer.Exit(130) from None
-        except BrokenPipeError:  # the reader left (`embcli neighbors cat | head -1`): that is not an error
-            _stdout_to_devnull()
-            raise typer.Exit(0) from None
-        except OSError as exc:  # a name typed too long for any file system to even look up
-            if exc.errno != errno.ENAMETOOLONG:
-                raise
-            _err(f"a name is too long for the file system: {clip(str(exc.filename or ''))}")
-            raise typer.Exit(2) from None
-
-    return wrapper
-
-
-def _stdout_to_devnull() -> None:
-    """What is still buffered for a closed pipe goes nowhere, so the exit is quiet (Python's recipe)."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):  # no real stdout (a test's runner)
-        pass
-
-
-def _meta() -> dict:
-    """This invocation's scratch space (click's context meta): which run answered."""
-    ctx = get_current_context(silent=True)
-    return ctx.meta if ctx is not None else {}
-
-
-def _verb() -> str | None:
-    """The command as typed after ``embcli``: "neighbors", "inspect row" (the JSON's ``verb``)."""
-    ctx = get_current_context(silent=True)
-    return ctx.command_path.split(" ", 1)[1] if ctx is not None and " " in ctx.command_path else None
-
-
-def _answered_by(run=None):
-    """The run and step this command answered from: the one given, else the table it opened."""
-    return run or _meta().get("embcli.answered_by")
-
-
-def _show(result, json_out: bool = False, **options) -> None:
-    """Any queries result, drawn or as JSON, naming the run and step that answered."""
-    from .render import show
-
-    show(result, _out(), as_json=json_out, verb=_verb(), run=_answered_by(options.pop("run", None)), **options)
-
-
-def _words(words: list[str]) -> list[str]:
-    """The words given, a ``-`` among them standing for the words on standard input."""
-    if "-" not in words:
-        return words
-    piped = sys.stdin.read().split()
-    if not piped:
-        raise EmbcliError("'-' reads words from standard input, and it had none")
-    return [w for word in words for w in (piped if word == "-" else [word])]
-
-
-def _parse_duration(text: str | None) -> float | None:
-    if text is None:
-        return None
-    units = {"s": 1, "m": 60, "h": 3600}
-    value = text.strip().lower()
-    scale = units.get(value[-1:], None)
-    try:
-        seconds = float(value[:-1] if scale else value) * (scale or 1)
-    except ValueError:
-        raise EmbcliError(f"--time-budget takes seconds or a duration like 90s, 10m, 2h (got {text!r})") from None
-    if seconds <= 0:
-        raise EmbcliError(f"--time-budget must be positive (got {text!r})")
-    return seconds
-
-
-def _parse_count(text: str | None, option: str) -> int | None:
-    """A whole number written plainly or as 2e6, 10_500_000, 500k, 2M, 1G."""
-    if text is None:
-        return None
-    value = text.strip().lower().replace("_", "").replace(",", "")
-    scale = {"k": 10**3, "m": 10**6, "g": 10**9}.get(value[-1:], None)
-    try:
-        number = float(value[:-1] if scale else value) * (scale or 1)
-    except ValueError:
-        raise EmbcliError(f"{option} takes a count like 2000000, 2e6 or 2M (got {text!r})") from None
-    if not math.isfinite(number) or number < 0 or number != int(number):
-        raise EmbcliError(f"{option} must be a whole number ≥ 0 (got {text!r})")
-    return int(number)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,31 +95,9 @@ KeyStyle = choices("KeyStyle", KEY_STYLES)
 WordsArg = typer.Argument(..., help="Words or tokens; '-' reads them from standard input.")
 
 
-def _corpus_spec(corpus, dataset, dataset_config, split, text_field, data_files, streaming, val_fraction):
-    from .data import CorpusSpec
-
-    if corpus and dataset:
-        raise EmbcliError("give either --corpus or --dataset, not both")
-    return CorpusSpec(paths=list(corpus or []), dataset=dataset, dataset_config=dataset_config, split=split,
-                      text_field=text_field, data_files=list(data_files or []), streaming=streaming,
-                      val_fraction=val_fraction)
-
-
 # ---------------------------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------------------------
-
-
-def _train_config(config, overrides, resume, new_settings, stops):
-    """The TrainConfig to start from (None when resuming: the run's own), stops from the command line applied."""
-    from .config import load_config
-
-    if resume:
-        if new_settings or config != "tiny":
-            raise EmbcliError("--resume continues a run as it was configured; only --max-steps, --max-tokens, "
-                              "--time-budget and --device may be given with it")
-        return None
-    return load_config(config, overrides).with_stops(stops).validate()
 
 
 @app.command()
@@ -314,16 +133,16 @@ def train(
     embcli train --config gpt2-small --max-tokens 50M --time-budget 2h
     embcli train --resume mine --max-steps 20000    # continue a run from its checkpoint
     """
-    budget = _parse_duration(time_budget)
-    stops = {"max_steps": max_steps, "max_tokens": _parse_count(max_tokens, "--max-tokens"), "time_budget": budget}
+    budget = parse_duration(time_budget)
+    stops = {"max_steps": max_steps, "max_tokens": parse_count(max_tokens, "--max-tokens"), "time_budget": budget}
     stops = {k: v for k, v in stops.items() if v is not None}
     overrides = list(set_ or []) + ([f"seed={seed}"] if seed is not None else [])
     try:
-        cfg = _train_config(config, overrides, resume, bool(overrides or corpus or dataset), stops)
+        cfg = train_config(config, overrides, resume, bool(overrides or corpus or dataset), stops)
     except EmbcliError as exc:  # under torchrun every process finds the same problem: rank 0 says it
         exc.quiet = os.environ.get("RANK", "0") != "0"
         raise
-    spec = _corpus_spec(corpus, dataset, dataset_config, split, text_field, data_files, streaming, val_fraction)
+    spec = corpus_spec(corpus, dataset, dataset_config, split, text_field, data_files, streaming, val_fraction)
     from .progress import console
     from .render import train_summary
     from .train import train as run_training
@@ -332,7 +151,7 @@ def train(
     result = run_training(cfg, spec, name=name, resume=resume, device=device, runs_dir=runs_dir,
                           progress=not quiet, log=log, stop_overrides=stops)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
-        train_summary(result, _out(), as_json=json_out)
+        train_summary(result, stdout(), as_json=json_out)
 
 
 @app.command()
@@ -358,8 +177,8 @@ def prepare(
     from .data import prepare as do_prepare
     from .render import prepared
 
-    spec = _corpus_spec(corpus, dataset, dataset_config, split, text_field, data_files, streaming, val_fraction)
-    prepared(do_prepare(spec, force=force, progress=not json_out), _out(), as_json=json_out)
+    spec = corpus_spec(corpus, dataset, dataset_config, split, text_field, data_files, streaming, val_fraction)
+    prepared(do_prepare(spec, force=force, progress=not json_out), stdout(), as_json=json_out)
 
 
 @app.command()
@@ -368,21 +187,12 @@ def runs(runs_dir: Optional[Path] = RunsDirOpt, json_out: bool = JsonOpt):
     """List the runs (under ./runs, $EMBCLI_RUNS or --runs-dir), newest last; a damaged one is marked."""
     from . import queries
 
-    _show(queries.runs(runs_dir), json_out)
+    show(queries.runs(runs_dir), json_out)
 
 
 # ---------------------------------------------------------------------------------------------
 # Queries
 # ---------------------------------------------------------------------------------------------
-
-
-def _space(run, step, min_count, runs_dir=None):
-    """The table a query command reads; remembered as the run and step that answered."""
-    from .queries import AnsweredBy, open_space
-
-    space = open_space(run, step, min_count, runs_dir)
-    _meta()["embcli.answered_by"] = AnsweredBy.of_space(space)
-    return space
 
 
 @app.command()
@@ -400,9 +210,9 @@ def neighbors(words: List[str] = WordsArg, run: Optional[str] = RunOpt, step: Op
     """
     from . import queries
 
-    words = _words(words)
-    _show(queries.neighbors(_space(run, step, min_count, runs_dir), words, top, exact=exact, combine=_value(combine)),
-          json_out)
+    words = read_words(words)
+    space = open_table(run, step, min_count, runs_dir)
+    show(queries.neighbors(space, words, top, exact=exact, combine=choice_value(combine)), json_out)
 
 
 @app.command()
@@ -420,8 +230,9 @@ def analogy(a: str = typer.Argument(..., help="A, as in A − B + C (king)"), b:
     """
     from . import queries
 
-    space = _space(run, step, min_count, runs_dir)
-    _show(queries.analogy(space, a, b, c, top, method=_value(method), exact=exact, combine=_value(combine)), json_out)
+    space = open_table(run, step, min_count, runs_dir)
+    show(queries.analogy(space, a, b, c, top, method=choice_value(method), exact=exact, combine=choice_value(combine)),
+         json_out)
 
 
 @app.command()
@@ -435,7 +246,8 @@ def similarity(w1: str, w2: str, run: Optional[str] = RunOpt, step: Optional[int
     """
     from . import queries
 
-    _show(queries.similarity(_space(run, step, 0, runs_dir), w1, w2, exact=exact, combine=_value(combine)), json_out)
+    space = open_table(run, step, 0, runs_dir)
+    show(queries.similarity(space, w1, w2, exact=exact, combine=choice_value(combine)), json_out)
 
 
 @app.command("odd-one-out")
@@ -450,8 +262,9 @@ def odd_one_out(words: List[str] = typer.Argument(..., help="Two or more words; 
     """
     from . import queries
 
-    words = _words(words)
-    _show(queries.odd_one_out(_space(run, step, 0, runs_dir), words, exact=exact, combine=_value(combine)), json_out)
+    words = read_words(words)
+    space = open_table(run, step, 0, runs_dir)
+    show(queries.odd_one_out(space, words, exact=exact, combine=choice_value(combine)), json_out)
 
 
 @app.command()
@@ -466,7 +279,7 @@ def tokenize(text: str = typer.Argument(..., help="Text to split into GPT-2 toke
     """
     from . import queries
 
-    _show(queries.tokenize(sys.stdin.read() if text == "-" else text), json_out)
+    show(queries.tokenize(sys.stdin.read() if text == "-" else text), json_out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -489,7 +302,7 @@ def inspect_row(row: str = typer.Argument(..., help="Row number = token id (3797
     from .space import parse_row
 
     token_id = parse_row(row)
-    _show(queries.inspect_row(_space(run, step, min_count, runs_dir), token_id, top), json_out)
+    show(queries.inspect_row(open_table(run, step, min_count, runs_dir), token_id, top), json_out)
 
 
 @inspect_app.command("token")
@@ -504,7 +317,7 @@ def inspect_token(word: str, run: Optional[str] = RunOpt, step: Optional[int] = 
     """
     from . import queries
 
-    _show(queries.inspect_token(_space(run, step, min_count, runs_dir), word, top, exact=exact), json_out)
+    show(queries.inspect_token(open_table(run, step, min_count, runs_dir), word, top, exact=exact), json_out)
 
 
 @inspect_app.command("table")
@@ -514,7 +327,7 @@ def inspect_table(run: Optional[str] = RunOpt, step: Optional[int] = StepOpt, ru
     """The whole table: shape, size, share of the model, tying, row norms, rows training touched."""
     from . import queries
 
-    _show(queries.inspect_table(_space(run, step, 1, runs_dir)), json_out)
+    show(queries.inspect_table(open_table(run, step, 1, runs_dir)), json_out)
 
 
 @inspect_app.command("model")
@@ -531,7 +344,7 @@ def inspect_model(run: Optional[str] = RunOpt, config: Optional[str] = typer.Opt
     """
     from . import queries
 
-    _show(queries.inspect_model(run, config=config, overrides=set_, runs_dir=runs_dir), json_out)
+    show(queries.inspect_model(run, config=config, overrides=set_, runs_dir=runs_dir), json_out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -566,11 +379,11 @@ def evaluate(run: Optional[str] = RunOpt, step: Optional[int] = StepOpt, min_cou
     from . import queries
     from .render import busy
 
-    queries.check_baseline(_value(baseline), baseline_epochs, baseline_seconds)  # before the table is loaded
-    result = queries.evaluate(_space(run, step, min_count, runs_dir), pairs=pairs, analogies=analogies,
-                              baseline=_value(baseline), baseline_epochs=baseline_epochs,
+    queries.check_baseline(choice_value(baseline), baseline_epochs, baseline_seconds)  # before the table is loaded
+    result = queries.evaluate(open_table(run, step, min_count, runs_dir), pairs=pairs, analogies=analogies,
+                              baseline=choice_value(baseline), baseline_epochs=baseline_epochs,
                               baseline_seconds=baseline_seconds, busy=busy)
-    _show(result, json_out, sections=sections)
+    show(result, json_out, sections=sections)
 
 
 @app.command()
@@ -600,7 +413,7 @@ def export(fmt: Format = typer.Option(..., "--format", "-f", help="word2vec, wor
     """
     from .render import exported
 
-    fmt, keys = _value(fmt), _value(keys)
+    fmt, keys = choice_value(fmt), choice_value(keys)
     if keys is not None and fmt not in ("word2vec", "word2vec-bin"):
         raise EmbcliError("--keys spells the keys of -f word2vec and word2vec-bin; other formats have none")
     if fmt == "hf":
@@ -612,14 +425,14 @@ def export(fmt: Format = typer.Option(..., "--format", "-f", help="word2vec, wor
             raise EmbcliError("--top and --min-count choose rows of the table; -f hf exports the whole model")
         run_dir = find_run(run, runs_dir)
         info = export_hf(run_dir, output, step=step, force=force)
-        exported(info, _out(), as_json=json_out, run=AnsweredBy.of_run(run_dir, info["step"]))
+        exported(info, stdout(), as_json=json_out, run=AnsweredBy.of_run(run_dir, info["step"]))
         return
     from .export import export as do_export
 
     min_count = 1 if min_count is None else min_count
-    space = _space(run, step, min_count, runs_dir)
-    exported(do_export(space, fmt, output, min_count=min_count, top=top, keys=keys or "words"), _out(),
-             as_json=json_out, run=_answered_by())
+    space = open_table(run, step, min_count, runs_dir)
+    exported(do_export(space, fmt, output, min_count=min_count, top=top, keys=keys or "words"), stdout(),
+             as_json=json_out, run=answered_by())
 
 
 @app.command("import-hf")
@@ -636,7 +449,7 @@ def import_hf(source: str = typer.Argument(..., help="A local GPT2LMHeadModel fo
     from .export import import_hf as do_import
     from .render import imported
 
-    imported(source, do_import(source, name, runs_dir), _out(), as_json=json_out)
+    imported(source, do_import(source, name, runs_dir), stdout(), as_json=json_out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -673,13 +486,13 @@ def plot_words(words: List[str] = typer.Argument(..., help="Tokens to place on t
     from .plots import word_map
     from .render import wrote
 
-    words = _words(words)
+    words = read_words(words)
     over_training = steps or output.suffix.lower() == ".gif"
     # One table: the snapshot asked for. Over training: words resolved in the final table.
-    space = _space(run, None if over_training or not step else step[0], min_count, runs_dir)
+    space = open_table(run, None if over_training or not step else step[0], min_count, runs_dir)
     wrote(word_map(space, words, output, neighbors=neighbors, steps=step or None, over_training=over_training,
-                   exact=exact, combine=_value(combine)), _out(), as_json=json_out, verb="plot words",
-          run=_answered_by())
+                   exact=exact, combine=choice_value(combine)), stdout(), as_json=json_out, verb="plot words",
+          run=answered_by())
 
 
 @plot_app.command("loss")
@@ -702,7 +515,7 @@ def plot_loss(run_arg: Optional[str] = typer.Argument(None, metavar="[RUN]", hel
         raise EmbcliError(f"two runs given ({run_arg} and --run {run}): give one")
     facts = run_facts(find_run(run if run is not None else run_arg, runs_dir))
     path = draw(loss_history(facts.path), facts.loss_kind, output, facts.path.name)
-    wrote(path, _out(), as_json=json_out, verb="plot loss", run=AnsweredBy.of_run(facts.path, facts.step))
+    wrote(path, stdout(), as_json=json_out, verb="plot loss", run=AnsweredBy.of_run(facts.path, facts.step))
 
 
 @app.command()
@@ -721,14 +534,14 @@ def trace(word: str = typer.Argument(..., help="The word to follow through train
     from . import queries
 
     result = queries.trace(run, word, top, others=with_, min_count=min_count, runs_dir=runs_dir)
-    _show(result, json_out)
+    show(result, json_out)
     if output:
         from .plots import plot_trace
         from .render import wrote
 
         path = plot_trace(result.steps, result.similarity, word, output)
         if not json_out:
-            wrote(path, _out())
+            wrote(path, stdout())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -751,7 +564,7 @@ def predict(text: str = typer.Argument(..., help="The text whose next token the 
     """
     from . import queries
 
-    _show(queries.predict(run, text, top, explain=explain, runs_dir=runs_dir), json_out)
+    show(queries.predict(run, text, top, explain=explain, runs_dir=runs_dir), json_out)
 
 
 @app.command()
@@ -777,8 +590,8 @@ def directions(run: Optional[str] = RunOpt, step: Optional[int] = StepOpt,
 
     positive = split_words(pos) if pos is not None else None
     negative = split_words(neg) if neg is not None else None
-    space = _space(run, step, min_count, runs_dir)
-    _show(queries.directions(space, positive=positive, negative=negative, block=block, top=top), json_out)
+    space = open_table(run, step, min_count, runs_dir)
+    show(queries.directions(space, positive=positive, negative=negative, block=block, top=top), json_out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -807,7 +620,7 @@ def explore(run: Optional[str] = RunOpt,
     from .render import explored
 
     result = build(run, output, tokens=tokens, min_count=min_count, runs_dir=runs_dir)
-    explored(result, _out(), as_json=json_out, run=AnsweredBy.of_run(result.run_dir, result.last_step))
+    explored(result, stdout(), as_json=json_out, run=AnsweredBy.of_run(result.run_dir, result.last_step))
     if open_:
         import webbrowser
 
@@ -835,17 +648,11 @@ def shell(run: Optional[str] = RunOpt, step: Optional[int] = StepOpt, top: int =
     """
     from .shell import run_shell
 
-    run_shell(_space(run, step, min_count, runs_dir), top, as_json=json_out)
+    run_shell(open_table(run, step, min_count, runs_dir), top, as_json=json_out)
 
 
 def main() -> None:
-    try:
-        app(prog_name="embcli")
-    finally:
-        try:  # what a closed pipe could not take is dropped here, not reported at exit
-            sys.stdout.flush()
-        except BrokenPipeError:
-            _stdout_to_devnull()
+    run_app(app)
 
 
 if __name__ == "__main__":

@@ -128,12 +128,7 @@ def build_page_data(run: str | Path | None = None, *, tokens: int = DEFAULT_TOKE
     tokens seen that often, so its neighbours are ``embcli neighbors``'s with the same defaults,
     restricted to the page's tokens.
     """
-    if tokens < 1:
-        raise EmbcliError(f"--tokens must be at least 1 (got {tokens})")
-    if tokens > MAX_TOKENS:
-        raise EmbcliError(f"--tokens is at most {MAX_TOKENS:,} (got {tokens:,}): the page would be too large to open")
-    if min_count < 0:
-        raise EmbcliError(f"--min-count must be ≥ 0 (got {min_count})")
+    _check_page_options(tokens, min_count)
     run_dir = find_run(str(run) if run is not None else None, runs_dir)
     facts = run_facts(run_dir)
     space = EmbeddingSpace.from_run(run_dir, min_count=min_count)  # counts, vocab, the resolve rule
@@ -144,40 +139,8 @@ def build_page_data(run: str | Path | None = None, *, tokens: int = DEFAULT_TOKE
     (x0, x1), (y0, y1) = frames.limits(pad=0.04, quantile=0.002 if len(ids) >= 500 else 0.0)
 
     id_list = [int(i) for i in ids]
-    index = {t: k for k, t in enumerate(id_list)}
-    frame_data, vec_bytes, worst = [], 0, 0.0
-    steps = frames.steps
-    seen = tokens_seen_at(run_dir, facts.history, steps)
-    sample = np.arange(min(QUERY_SAMPLE, len(ids)))
-    for frame, tokens_seen in zip(frames.frames, seen):
-        rows = frame.rows.astype(np.float32)
-        norms = np.linalg.norm(rows, axis=1).astype(np.float32)
-        units = np.divide(rows, norms[:, None], out=np.zeros_like(rows), where=norms[:, None] > 0)
-        half = units.astype(np.float16)
-        worst = max(worst, _float16_cosine_error(units, half, sample))
-        vec_bytes += half.nbytes + norms.nbytes
-        frame_data.append({
-            "step": frame.step, "tokens_seen": tokens_seen, "scale": round(frame.scale, 4),
-            "fit": round(frame.fit, 4),
-            "xy": _b64(frame.coords.astype(np.float32)), "units": _b64(half), "norms": _b64(norms),
-        })
-
-    presets = []
-    for name, words in PRESETS:
-        found, missing = [], []
-        for w in words:
-            try:
-                r = space.resolve(w)
-            except EmbcliError:  # not one GPT-2 token
-                missing.append(w)
-                continue
-            if r.ids[0] in index:
-                found.append(r.ids[0])
-            else:
-                missing.append(w)
-        if len(found) >= 2:
-            presets.append({"name": name, "ids": found, "missing": missing})
-
+    seen = tokens_seen_at(run_dir, facts.history, frames.steps)
+    frame_data, vec_bytes, worst = _frame_data(frames.frames, seen, len(ids))
     counts = space.counts
     data = {
         "format": 2,
@@ -194,9 +157,60 @@ def build_page_data(run: str | Path | None = None, *, tokens: int = DEFAULT_TOKE
         "explained": [round(e, 4) for e in frames.pca.explained],
         "limits": {"x": [x0, x1], "y": [y0, y1]},
         "float16_max_cosine_error": float(worst),
-        "presets": presets,
+        "presets": _presets(space, set(id_list)),
     }
     return PageData(data, len(id_list), len(frame_data), vec_bytes, float(worst))
+
+
+def _check_page_options(tokens: int, min_count: int) -> None:
+    """--tokens and --min-count checked before anything is read."""
+    if tokens < 1:
+        raise EmbcliError(f"--tokens must be at least 1 (got {tokens})")
+    if tokens > MAX_TOKENS:
+        raise EmbcliError(f"--tokens is at most {MAX_TOKENS:,} (got {tokens:,}): the page would be too large to open")
+    if min_count < 0:
+        raise EmbcliError(f"--min-count must be ≥ 0 (got {min_count})")
+
+
+def _frame_data(frames, seen: list, n_ids: int) -> tuple[list[dict], int, float]:
+    """Each snapshot as the page holds it: its coordinates, and its rows as float16 unit vectors and
+    norms (base64); with the bytes the rows take and the largest cosine error float16 makes."""
+    frame_data, vec_bytes, worst = [], 0, 0.0
+    sample = np.arange(min(QUERY_SAMPLE, n_ids))
+    for frame, tokens_seen in zip(frames, seen):
+        rows = frame.rows.astype(np.float32)
+        norms = np.linalg.norm(rows, axis=1).astype(np.float32)
+        units = np.divide(rows, norms[:, None], out=np.zeros_like(rows), where=norms[:, None] > 0)
+        half = units.astype(np.float16)
+        worst = max(worst, _float16_cosine_error(units, half, sample))
+        vec_bytes += half.nbytes + norms.nbytes
+        frame_data.append({
+            "step": frame.step, "tokens_seen": tokens_seen, "scale": round(frame.scale, 4),
+            "fit": round(frame.fit, 4),
+            "xy": _b64(frame.coords.astype(np.float32)), "units": _b64(half), "norms": _b64(norms),
+        })
+    return frame_data, vec_bytes, worst
+
+
+def _presets(space: EmbeddingSpace, on_page: set[int]) -> list[dict]:
+    """The preset word groups the page offers, each with its words' ids on the page and the words
+    that are not (a group with fewer than two on the page is left out)."""
+    presets = []
+    for name, words in PRESETS:
+        found, missing = [], []
+        for w in words:
+            try:
+                r = space.resolve(w)
+            except EmbcliError:  # not one GPT-2 token
+                missing.append(w)
+                continue
+            if r.ids[0] in on_page:
+                found.append(r.ids[0])
+            else:
+                missing.append(w)
+        if len(found) >= 2:
+            presets.append({"name": name, "ids": found, "missing": missing})
+    return presets
 
 
 def _float16_cosine_error(units: np.ndarray, half: np.ndarray, sample: np.ndarray) -> float:

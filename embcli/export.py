@@ -166,52 +166,69 @@ def export(space, fmt: str, out: Path, *, min_count: int = 1, top: int | None = 
     if fmt in ("npy", "safetensors"):
         ids = np.sort(ids)  # arrays keep id order: row i of the full table is token i
     rows = np.asarray(space.vectors[ids], dtype=np.float32)
-    vocab = space.vocab
-    files = []
     if fmt in ("word2vec", "word2vec-bin"):
-        header = f"{len(ids)} {rows.shape[1]}\n".encode()
-        spelling = word_keys(keys)
-        with atomic_path(out) as tmp, open(tmp, "wb") as fh:
-            fh.write(header)
-            for i, row in zip(ids, rows):
-                key = spelling[int(i)]
-                if fmt == "word2vec":
-                    fh.write((key + " " + " ".join(f"{x:.6g}" for x in row) + "\n").encode())
-                else:
-                    fh.write(key.encode() + b" " + row.astype("<f4").tobytes() + b"\n")
-        files.append(out)
+        files = _write_word2vec(out, ids, rows, word_keys(keys), binary=fmt == "word2vec-bin")
     elif fmt == "projector":
-        vec_lines = "".join("\t".join(f"{x:.6g}" for x in row) + "\n" for row in rows)
-        write_bytes_atomic(out / "vectors.tsv", vec_lines.encode())
-        meta = ["token\tid\tcount"]
-        for i in ids:
-            raw = vocab.bytes_of(int(i))
-            text = raw.decode("utf-8", errors="backslashreplace")
-            count = "" if space.counts is None else str(int(space.counts[i]))
-            meta.append(f"{escape_tsv(text)}\t{int(i)}\t{count}")
-        write_bytes_atomic(out / "metadata.tsv", ("\n".join(meta) + "\n").encode())
-        # what TensorBoard's projector plugin looks for in a log folder; paths relative to it
-        name = Path(str(space.source)).name + (f" step {space.step}" if space.step is not None else "")
-        name = re.sub(r"[^\w .+-]", "_", name, flags=re.ASCII)  # nothing to escape in the text format
-        config = (f'embeddings {{\n  tensor_name: "{name}"\n  tensor_path: "vectors.tsv"\n'
-                  f'  metadata_path: "metadata.tsv"\n}}\n')
-        write_bytes_atomic(out / PROJECTOR_CONFIG, config.encode())
-        files += [out / "vectors.tsv", out / "metadata.tsv", out / PROJECTOR_CONFIG]
+        files = _write_projector(space, out, ids, rows)
     elif fmt == "npy":
-        save_npy_atomic(out, rows)
-        files.append(out)
-        if len(ids) != len(space.vectors) or not np.array_equal(ids, np.arange(len(ids))):
-            save_npy_atomic(ids_path(out), ids.astype(np.int64))
-            files.append(ids_path(out))
+        files = _write_npy(out, ids, rows, len(space.vectors))
     else:
-        from safetensors.numpy import save
-
-        data = save({"embeddings": rows, "ids": ids.astype(np.int64)},
-                    metadata={"source": str(space.source), "tokenizer": "gpt2"})
-        write_bytes_atomic(out, data)
-        files.append(out)
+        files = _write_safetensors(out, ids, rows, space.source)
     return {"format": fmt, "rows": len(ids), "dim": rows.shape[1], "files": [str(f) for f in files]}
 
+
+
+def _write_word2vec(out: Path, ids: np.ndarray, rows: np.ndarray, spelling, *, binary: bool) -> list[Path]:
+    """word2vec's format: a "count dim" header, then a key and its row per line (text, or float32 after the key)."""
+    header = f"{len(ids)} {rows.shape[1]}\n".encode()
+    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+        fh.write(header)
+        for i, row in zip(ids, rows):
+            key = spelling[int(i)]
+            if binary:
+                fh.write(key.encode() + b" " + row.astype("<f4").tobytes() + b"\n")
+            else:
+                fh.write((key + " " + " ".join(f"{x:.6g}" for x in row) + "\n").encode())
+    return [out]
+
+
+def _write_projector(space, out: Path, ids: np.ndarray, rows: np.ndarray) -> list[Path]:
+    """TensorBoard's projector: vectors.tsv, metadata.tsv (token, id, count) and the config naming them."""
+    vec_lines = "".join("\t".join(f"{x:.6g}" for x in row) + "\n" for row in rows)
+    write_bytes_atomic(out / "vectors.tsv", vec_lines.encode())
+    meta = ["token\tid\tcount"]
+    for i in ids:
+        raw = space.vocab.bytes_of(int(i))
+        text = raw.decode("utf-8", errors="backslashreplace")
+        count = "" if space.counts is None else str(int(space.counts[i]))
+        meta.append(f"{escape_tsv(text)}\t{int(i)}\t{count}")
+    write_bytes_atomic(out / "metadata.tsv", ("\n".join(meta) + "\n").encode())
+    # what TensorBoard's projector plugin looks for in a log folder; paths relative to it
+    name = Path(str(space.source)).name + (f" step {space.step}" if space.step is not None else "")
+    name = re.sub(r"[^\w .+-]", "_", name, flags=re.ASCII)  # nothing to escape in the text format
+    config = (f'embeddings {{\n  tensor_name: "{name}"\n  tensor_path: "vectors.tsv"\n'
+              f'  metadata_path: "metadata.tsv"\n}}\n')
+    write_bytes_atomic(out / PROJECTOR_CONFIG, config.encode())
+    return [out / "vectors.tsv", out / "metadata.tsv", out / PROJECTOR_CONFIG]
+
+
+def _write_npy(out: Path, ids: np.ndarray, rows: np.ndarray, n_rows: int) -> list[Path]:
+    """The rows as one .npy; beside it the ids (.ids.npy) unless they are the whole table in order."""
+    save_npy_atomic(out, rows)
+    if len(ids) != n_rows or not np.array_equal(ids, np.arange(len(ids))):
+        save_npy_atomic(ids_path(out), ids.astype(np.int64))
+        return [out, ids_path(out)]
+    return [out]
+
+
+def _write_safetensors(out: Path, ids: np.ndarray, rows: np.ndarray, source) -> list[Path]:
+    """The rows and their ids as two tensors in one safetensors file."""
+    from safetensors.numpy import save
+
+    data = save({"embeddings": rows, "ids": ids.astype(np.int64)},
+                metadata={"source": str(source), "tokenizer": "gpt2"})
+    write_bytes_atomic(out, data)
+    return [out]
 
 # ---------------------------------------------------------------------------------------------
 # The whole model out, as a Hugging Face GPT-2

@@ -925,15 +925,7 @@ def train(cfg: TrainConfig, spec: CorpusSpec | None = None, *, name: str | None 
     try:
         with StopSignals() as signals:
             try:
-                try:  # everything that can be said before any work, the same in every process
-                    run = find_run(resume, runs_dir) if resume else None
-                    cfg = _resumed_config(run, stop_overrides) if resume else cfg.validate()
-                    if name is not None and not resume:
-                        check_run_name(name)
-                    check_fits(cfg, dist, dev)
-                except EmbcliError as exc:
-                    exc.quiet = not dist.main
-                    raise
+                run, cfg = _check_start(cfg, name, resume, runs_dir, stop_overrides, dist, dev)
                 if resume:
                     lock, corpus, folder = _reopen_run(run, cache_dir, dist, progress=progress and dist.main)
                 else:
@@ -958,10 +950,7 @@ def train(cfg: TrainConfig, spec: CorpusSpec | None = None, *, name: str | None 
                 elif saved and dist.main and not isinstance(exc, (EmbcliError, KeyboardInterrupt)):
                     trainer.fail(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}", "")
                 if isinstance(exc, KeyboardInterrupt):  # a stop signal before training began
-                    signum = getattr(exc, "signum", signal.SIGINT)
-                    raise EmbcliError(f"{'interrupted' if signum == signal.SIGINT else 'stopped by ' + signal.Signals(signum).name}"
-                                      " before training began; nothing was saved", exit_code=128 + signum,
-                                      quiet=not dist.main) from None
+                    raise _stopped_before_training(exc, dist) from None
                 raise
     finally:
         if lock is not None:
@@ -971,6 +960,29 @@ def train(cfg: TrainConfig, spec: CorpusSpec | None = None, *, name: str | None 
 
             if tdist.is_initialized():
                 tdist.destroy_process_group()
+
+
+def _check_start(cfg: TrainConfig, name: str | None, resume: str | None, runs_dir: Path | None,
+                 stop_overrides: dict | None, dist: Dist, dev: torch.device) -> tuple[Path | None, TrainConfig]:
+    """Everything that can be said before any work, the same in every process (rank 0 says it):
+    the run to resume (None for a new one) and the config to train with."""
+    try:
+        run = find_run(resume, runs_dir) if resume else None
+        cfg = _resumed_config(run, stop_overrides) if resume else cfg.validate()
+        if name is not None and not resume:
+            check_run_name(name)
+        check_fits(cfg, dist, dev)
+        return run, cfg
+    except EmbcliError as exc:
+        exc.quiet = not dist.main
+        raise
+
+
+def _stopped_before_training(exc: KeyboardInterrupt, dist: Dist) -> EmbcliError:
+    """SIGINT or SIGTERM before the first step: nothing to save, the signal's exit code."""
+    signum = getattr(exc, "signum", signal.SIGINT)
+    return EmbcliError(f"{'interrupted' if signum == signal.SIGINT else 'stopped by ' + signal.Signals(signum).name}"
+                       " before training began; nothing was saved", exit_code=128 + signum, quiet=not dist.main)
 
 
 def _resumed_config(run: Path, stop_overrides: dict | None) -> TrainConfig:

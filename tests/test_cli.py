@@ -55,9 +55,9 @@ def test_inspect_model_of_a_config():
 @pytest.mark.parametrize("text, count", [("2000000", 2_000_000), ("2e6", 2_000_000), ("10_500_000", 10_500_000),
                                          ("2M", 2_000_000), ("500k", 500_000), ("0", 0)])
 def test_token_counts_are_read_as_people_write_them(text, count):
-    from embcli.cli import _parse_count
+    from embcli.commandline import parse_count
 
-    assert _parse_count(text, "--max-tokens") == count
+    assert parse_count(text, "--max-tokens") == count
 
 
 @pytest.mark.parametrize("args, code, fragment", [
