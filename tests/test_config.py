@@ -6,7 +6,8 @@ from embcli.errors import EmbcliError
 
 def test_builtin_configs_load():
     tiny = load_config("tiny")
-    assert (tiny.n_layer, tiny.n_embd, tiny.block_size) == (2, 128, 64)
+    assert (tiny.n_layer, tiny.n_embd, tiny.block_size) == (1, 128, 64)
+    assert tiny.embedding_weight_decay == 0.3 and tiny.weight_decay == 0.1 and tiny.dtype == "auto"
     assert tiny.time_budget and tiny.time_budget <= 600  # the default run fits in 10 minutes
     small = load_config("gpt2-small")
     assert (small.n_layer, small.n_head, small.n_embd, small.block_size) == (12, 12, 768, 1024)
