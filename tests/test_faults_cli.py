@@ -520,3 +520,28 @@ def test_json_tokens_are_real_strings(trained_run):
     data = invoke("neighbors", "cat", "-k", 3, "--run", trained_run, "--json").stdout
     assert "␣" not in data and '"token": " cat"' in data
     assert np.all([n["token"].startswith(" ") for n in json.loads(data)["words"][0]["neighbors"]])
+
+
+# ---------------------------------------------------------------------------------------------
+# Found while making the README's commands run (tests/test_readme.py)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_sampled_softmax_with_the_corpus_output_vocabulary_trains(corpus_file):
+    """loss=sampled with output_vocab=corpus crashed on its first step (an id of the whole table used
+    as a row of the corpus's rows). The sampled loss scores corpus ids already, so training is the
+    same as with the full vocabulary, and validation is the softmax over the corpus's ids."""
+    from tests.conftest import TINY
+
+    sets = [x for item in TINY + ["loss=sampled", "negatives=64"] for x in ("--set", item)]
+    answers = {}
+    for vocab in ("corpus", "full"):
+        result = invoke("train", "--corpus", corpus_file, *sets, "--set", f"output_vocab={vocab}", "--max-steps", 10,
+                        "--name", vocab, "--quiet", "--json")
+        assert result.exit_code == 0, result.output
+        answers[vocab] = json.loads(result.stdout)
+    corpus, full = answers["corpus"], answers["full"]
+    assert corpus["status"] == "finished" and corpus["train_loss_kind"] == "sampled"
+    assert corpus["train_loss"] == full["train_loss"]  # the same training, step for step
+    # the same model scored over fewer ids: every target is among them, so its share can only grow
+    assert 0 < corpus["val_loss"] < full["val_loss"]
