@@ -545,3 +545,24 @@ def test_sampled_softmax_with_the_corpus_output_vocabulary_trains(corpus_file):
     assert corpus["train_loss"] == full["train_loss"]  # the same training, step for step
     # the same model scored over fewer ids: every target is among them, so its share can only grow
     assert 0 < corpus["val_loss"] < full["val_loss"]
+
+
+def test_tokens_words_and_run_names_print_as_typed(copy_of_trained_run):
+    """Token text and what the user typed reach rich as text, never as markup: "[/" or "[bold]"
+    is shown as it is, a trailing backslash escapes nothing (tests/test_render.py: every answer)."""
+    result = invoke("tokenize", "[bold]x[/bold] C:\\")
+    assert result.stdout == "9 tokens: [(58)  bold(36575)  ](60)  x(87)  [/(13412)  bold(36575)  ](60)  ␣C(327)  :\\(7479)\n"
+    name = "[bold]run"  # read as markup it would show as "run", in bold
+    copy_of_trained_run(name)
+    listed = invoke("runs")
+    assert listed.exit_code == 0 and f"│ {name} " in listed.stdout, listed.output
+    result = invoke("neighbors", "[bold]x[/bold]", "--combine", "mean", "-k", 2, "--run", name)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("'[bold]x[/bold]' → ␣[ + bold + ] + x + [/ + bold + ] (685, 36575, 60, 87, 13412, ")
+    assert lines[-1].startswith(f"from {name} at step 60 (")
+    row = invoke("inspect", "row", 59, "-k", 2, "--run", name)
+    assert row.exit_code == 0 and row.stdout.startswith("row 59 = \\   seen "), row.output
+    traced = invoke("trace", "cat", "-k", 2, "--with", "[", "--run", name)
+    assert traced.exit_code == 0 and "cosine over training: cat–␣[: " in traced.stdout, traced.output
+
