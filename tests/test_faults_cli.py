@@ -566,3 +566,55 @@ def test_tokens_words_and_run_names_print_as_typed(copy_of_trained_run):
     traced = invoke("trace", "cat", "-k", 2, "--with", "[", "--run", name)
     assert traced.exit_code == 0 and "cosine over training: cat–␣[: " in traced.stdout, traced.output
 
+
+@pytest.mark.parametrize("args", [["neighbors", "ornithology"], ["analogy", "ornithology", "man", "woman"],
+                                  ["similarity", "ornithology", "cat"], ["odd-one-out", "ornithology", "cat", "dog"],
+                                  ["inspect", "token", "ornithology"], ["trace", "ornithology"],
+                                  ["trace", "cat", "--with", "ornithology"]])
+def test_a_word_of_several_tokens_is_refused_with_advice_that_works_there(trained_run, args):
+    """The advice names only options the command has: --combine where it averages the pieces; the
+    verbs that take one token (a row, a trace) say so instead."""
+    import re
+
+    from typer.main import get_command
+
+    line = one_line_error(invoke(*args, "--run", trained_run))
+    assert line.startswith("error: 'ornithology' is not one GPT-2 token: ' ornithology' is 3 tokens, "), line
+    command = get_command(app)
+    for name in args[:2] if args[0] == "inspect" else args[:1]:
+        command = command.commands[name]
+    offered = {opt for p in command.params for opt in p.opts}
+    assert set(re.findall(r"--[a-z-]+", line)) <= offered, line
+    if "--combine" not in offered:
+        assert "one token" in line.split(";")[-1], line
+
+
+def test_the_shell_advises_what_works_in_the_shell(trained_run):
+    """The shell's verbs take no --combine: it offers 'combine mean', a setting for the session."""
+    from embcli.shell import run_shell
+    from embcli.space import EmbeddingSpace
+
+    space = EmbeddingSpace.from_run(trained_run)
+
+    def answers(*lines):
+        from io import StringIO
+
+        from rich.console import Console
+
+        buffer = StringIO()
+        run_shell(space, 2, lines=list(lines), out=Console(file=buffer, width=300, highlight=False))
+        return buffer.getvalue()
+
+    refused = "error: 'ornithology' is not one GPT-2 token: ' ornithology' is 3 tokens, '␣orn'(25322) + 'ith'(342) + 'ology'(1435); "
+    averaged = "'ornithology' → ␣orn + ith + ology (25322, 342, 1435; mean of 3 pieces)"
+    text = answers("nn ornithology", "token ornithology", "combine mean", "nn ornithology", "sim ornithology cat",
+                   "token ornithology", "combine off", "odd ornithology cat dog")
+    assert "--combine" not in text
+    lines = text.splitlines()
+    combine = "type 'combine mean' to average the pieces of such words ('combine off' refuses them again)"
+    row = "a row is one token: 'tok WORD' shows its pieces and 'row ID' each one"
+    assert lines[0] == refused + combine and lines[1] == refused + row
+    assert lines[2] == averaged and lines.count(averaged) == 1  # nn, averaged
+    assert any(line.startswith(f"cosine({averaged}, 'cat' → ␣cat") for line in lines)  # sim, averaged
+    assert lines[-2:] == [refused + row, refused + combine]  # token: still one row; after 'combine off', refused
+    assert "combine mean|off" in answers("help")
