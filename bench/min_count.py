@@ -24,9 +24,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-
-from embcli.evaluate import default_analogies_path, evaluate_analogies, evaluate_pairs, read_analogies  # noqa: E402
+from embcli.evaluate import (  # noqa: E402
+    analogies_answered,
+    default_analogies_path,
+    evaluate_analogies,
+    evaluate_pairs,
+    read_analogies,
+    unit_rows,
+)
 from embcli.queries import run_facts  # noqa: E402
 from embcli.render import describe  # noqa: E402
 from embcli.runs import find_run  # noqa: E402
@@ -36,24 +41,11 @@ WORDS = [".", ",", "cat", "king", "red", "france", "water", "run", "big", "happy
 
 
 def fixed_set_accuracy(space: EmbeddingSpace, questions: list[tuple[int, int, int, int]]) -> float:
-    """3CosAdd accuracy on the given id quadruples, candidates limited to the space's allowed rows."""
-    norms = space.norms
-    with np.errstate(divide="ignore", invalid="ignore"):
-        unit = np.nan_to_num(np.asarray(space.vectors, dtype=np.float32) / norms[:, None])
-    allowed = space.allowed()
-    correct = 0
-    for start in range(0, len(questions), 512):
-        rows = np.array(questions[start:start + 512], dtype=np.int64)
-        a, b, c, d = rows.T
-        query = unit[b] - unit[a] + unit[c]
-        query /= np.linalg.norm(query, axis=1, keepdims=True).clip(min=1e-12)
-        scores = query @ unit.T
-        if allowed is not None:
-            scores[:, ~allowed] = -np.inf
-        r = np.arange(len(rows))
-        scores[r, a] = scores[r, b] = scores[r, c] = -np.inf
-        correct += int((scores.argmax(axis=1) == d).sum())
-    return correct / len(questions) if questions else float("nan")
+    """3CosAdd accuracy on the given id quadruples, candidates limited to the space's allowed rows
+    (what ``embcli eval`` scores, on a fixed set of questions)."""
+    if not questions:
+        return float("nan")
+    return analogies_answered(unit_rows(space), questions, space.allowed()) / len(questions)
 
 
 def main() -> None:

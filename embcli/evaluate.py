@@ -157,32 +157,42 @@ class AnalogyScore:
         return self.correct / self.used if self.used else float("nan")
 
 
+def unit_rows(space: EmbeddingSpace) -> np.ndarray:
+    """The table's rows scaled to length 1 (a zero row stays zero), as float32."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.nan_to_num(np.asarray(space.vectors, dtype=np.float32) / space.norms[:, None])
+
+
+def analogies_answered(unit: np.ndarray, questions, allowed: np.ndarray | None = None, batch: int = 512) -> int:
+    """How many (a, b, c, d) id quadruples 3CosAdd answers right: d = argmax cos(x, b − a + c) over the
+    rows ``allowed`` (all when None), x ∉ {a, b, c}. ``unit``: the table's unit rows (:func:`unit_rows`)."""
+    questions = np.asarray(questions, dtype=np.int64).reshape(-1, 4)
+    correct = 0
+    for start in range(0, len(questions), batch):
+        a, b, c, d = questions[start:start + batch].T
+        query = unit[b] - unit[a] + unit[c]
+        query /= np.linalg.norm(query, axis=1, keepdims=True).clip(min=1e-12)
+        scores = query @ unit.T
+        if allowed is not None:
+            scores[:, ~allowed] = -np.inf
+        r = np.arange(len(a))
+        scores[r, a] = scores[r, b] = scores[r, c] = -np.inf
+        correct += int((scores.argmax(axis=1) == d).sum())
+    return correct
+
+
 def evaluate_analogies(space: EmbeddingSpace, path: Path | None = None, batch: int = 512) -> AnalogyScore:
     """3CosAdd over every trained row: d = argmax cos(x, b − a + c), x ∉ {a, b, c}."""
     sections, malformed = read_analogies(path or default_analogies_path())
     if not any(qs for _, qs in sections):
         raise EmbcliError(f"{path}: no analogy questions found (expected ': section' then 'a b c d' lines)")
     vocab = _Vocabulary(space)
-    norms = space.norms
-    with np.errstate(divide="ignore", invalid="ignore"):
-        unit = np.nan_to_num(np.asarray(space.vectors, dtype=np.float32) / norms[:, None])
-    allowed = space.allowed()
+    unit, allowed = unit_rows(space), space.allowed()
     results, correct_all, used_all, total_all = [], 0, 0, 0
     for name, questions in sections:
         ids = [tuple(vocab(w) for w in q) for q in questions]
-        usable = np.array([i for i, q in enumerate(ids) if None not in q], dtype=np.int64)
-        correct = 0
-        for start in range(0, len(usable), batch):
-            rows = np.array([ids[i] for i in usable[start:start + batch]], dtype=np.int64)
-            a, b, c, d = rows.T
-            query = unit[b] - unit[a] + unit[c]
-            query /= np.linalg.norm(query, axis=1, keepdims=True).clip(min=1e-12)
-            scores = query @ unit.T
-            if allowed is not None:
-                scores[:, ~allowed] = -np.inf
-            r = np.arange(len(rows))
-            scores[r, a] = scores[r, b] = scores[r, c] = -np.inf
-            correct += int((scores.argmax(axis=1) == d).sum())
+        usable = [q for q in ids if None not in q]
+        correct = analogies_answered(unit, usable, allowed, batch)
         results.append({"section": name, "correct": correct, "used": len(usable), "total": len(questions)})
         correct_all += correct
         used_all += len(usable)
