@@ -618,3 +618,16 @@ def test_the_shell_advises_what_works_in_the_shell(trained_run):
     assert any(line.startswith(f"cosine({averaged}, 'cat' → ␣cat") for line in lines)  # sim, averaged
     assert lines[-2:] == [refused + row, refused + combine]  # token: still one row; after 'combine off', refused
     assert "combine mean|off" in answers("help")
+
+
+def test_train_names_a_corpus_as_typed(corpus_file, tmp_path):
+    """train's log lines (model, corpus) carry paths: text, never markup."""
+    from tests.conftest import TINY
+
+    named = tmp_path / "[bold]notes.txt"
+    shutil.copy(corpus_file, named)
+    sets = [x for item in TINY for x in ("--set", item)]
+    result = invoke("train", "--corpus", "[bold]notes.txt", *sets, "--max-steps", 1, "--name", "[bold]run")
+    assert result.exit_code == 0, result.output
+    assert "corpus: [bold]notes.txt: " in result.stderr
+    assert "run: " in result.stdout and "[bold]run   try: embcli neighbors cat --run " in result.stdout
