@@ -24,10 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-
 from embcli.evaluate import (  # noqa: E402
-    analogy_hits,
+    analogies_answered,
     default_analogies_path,
     evaluate_analogies,
     evaluate_pairs,
@@ -43,11 +41,11 @@ WORDS = [".", ",", "cat", "king", "red", "france", "water", "run", "big", "happy
 
 
 def fixed_set_accuracy(space: EmbeddingSpace, questions: list[tuple[int, int, int, int]]) -> float:
-    """3CosAdd accuracy on the given id quadruples, candidates limited to the space's allowed rows."""
+    """3CosAdd accuracy on the given id quadruples, candidates limited to the space's allowed rows
+    (what ``embcli eval`` scores, on a fixed set of questions)."""
     if not questions:
         return float("nan")
-    rows = np.array(questions, dtype=np.int64).reshape(-1, 4)
-    return analogy_hits(unit_rows(space), space.allowed(), rows) / len(questions)
+    return analogies_answered(unit_rows(space), questions, space.allowed()) / len(questions)
 
 
 def main() -> None:

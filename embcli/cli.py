@@ -147,7 +147,7 @@ def train(
     from .render import train_summary
     from .train import train as run_training
 
-    log = (lambda msg: None) if quiet else (lambda msg: console.print(msg, highlight=False))
+    log = (lambda msg: None) if quiet else (lambda msg: console.print(msg, highlight=False, markup=False))  # paths, names: text
     result = run_training(cfg, spec, name=name, resume=resume, device=device, runs_dir=runs_dir,
                           progress=not quiet, log=log, stop_overrides=stops)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports

@@ -65,7 +65,8 @@ class TrainConfig:
     loss_chunk: int = 256  # rows per logits matmul of the fused loss (never the full logits)
     loss_stage: int = 1024  # rows per gradient matmul of the fused loss (large: efficient matmuls)
     negatives: int = 2048  # negatives per step for loss = sampled
-    output_vocab: str = "full"  # full: softmax over all 50257 ids; corpus: only ids the corpus has
+    output_vocab: str = "full"  # full: softmax over all 50257 ids; corpus: only ids the corpus has (with
+    #                             loss = sampled, whose negatives are corpus ids already, it changes validation only)
     compile: bool = False  # torch.compile the model
     # --- reproducibility ---
     seed: int = 1337

@@ -82,11 +82,12 @@ class CorpusSpec:
 
 
 def resolve_files(paths: list[str]) -> list[Path]:
-    """Expand folders (recursively, known suffixes) and globs; every name must match something."""
+    """Expand folders (recursively, known suffixes) and globs; every name must match something.
+    A name that exists as typed is that file or folder, even with a glob's characters in it."""
     files: list[Path] = []
     for item in paths:
         p = Path(item).expanduser()
-        if any(ch in item for ch in "*?["):
+        if any(ch in item for ch in "*?[") and not p.exists():
             matches = sorted(Path(m) for m in globlib.glob(os.path.expanduser(item), recursive=True))
             matches = [m for m in matches if m.is_file()]
             if not matches:

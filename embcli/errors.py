@@ -18,6 +18,24 @@ class EmbcliError(Exception):
         self.quiet = quiet
 
 
+# What the command line offers for a word of several tokens; the shell and the verbs that take one
+# token say what works where they are (SeveralTokens.advise).
+COMBINE_ADVICE = "use --combine mean to average them"
+
+
+class SeveralTokens(EmbcliError):
+    """A word refused because it is several GPT-2 tokens: ``explained`` names its pieces, and the
+    message ends with how to average them (``--combine mean`` on the command line)."""
+
+    def __init__(self, explained: str, advice: str = COMBINE_ADVICE):
+        super().__init__(f"{explained}; {advice}")
+        self.explained = explained
+
+    def advise(self, advice: str) -> SeveralTokens:
+        """The same refusal, with the advice that works where the word was typed."""
+        return SeveralTokens(self.explained, advice)
+
+
 def clip(text: str, limit: int = 40) -> str:
     """User text to echo in a message, shortened when long: a 5,000-character word is not echoed whole."""
     if len(text) <= limit:

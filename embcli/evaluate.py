@@ -158,27 +158,28 @@ class AnalogyScore:
 
 
 def unit_rows(space: EmbeddingSpace) -> np.ndarray:
-    """The table with every row scaled to length 1 (a zero row stays zero), as float32."""
+    """The table's rows scaled to length 1 (a zero row stays zero), as float32."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.nan_to_num(np.asarray(space.vectors, dtype=np.float32) / space.norms[:, None])
 
 
-def analogy_hits(unit: np.ndarray, allowed: np.ndarray | None, questions: np.ndarray, batch: int = 512) -> int:
-    """How many of the id rows (a, b, c, d) 3CosAdd answers with d: argmax cos(x, b − a + c) over the
-    ``allowed`` rows of ``unit`` (all when None), x ∉ {a, b, c}."""
+def analogies_answered(unit: np.ndarray, questions, allowed: np.ndarray | None = None, batch: int = 512) -> int:
+    """How many (a, b, c, d) id quadruples 3CosAdd answers right: d = argmax cos(x, b − a + c) over the
+    rows ``allowed`` (all when None), x ∉ {a, b, c}. ``unit``: the table's unit rows (:func:`unit_rows`)."""
+    questions = np.asarray(questions, dtype=np.int64).reshape(-1, 4)
     correct = 0
     for start in range(0, len(questions), batch):
-        rows = questions[start:start + batch]
-        a, b, c, d = rows.T
+        a, b, c, d = questions[start:start + batch].T
         query = unit[b] - unit[a] + unit[c]
         query /= np.linalg.norm(query, axis=1, keepdims=True).clip(min=1e-12)
         scores = query @ unit.T
         if allowed is not None:
             scores[:, ~allowed] = -np.inf
-        r = np.arange(len(rows))
+        r = np.arange(len(a))
         scores[r, a] = scores[r, b] = scores[r, c] = -np.inf
         correct += int((scores.argmax(axis=1) == d).sum())
     return correct
+
 
 def evaluate_analogies(space: EmbeddingSpace, path: Path | None = None, batch: int = 512) -> AnalogyScore:
     """3CosAdd over every trained row: d = argmax cos(x, b − a + c), x ∉ {a, b, c}."""
@@ -191,7 +192,7 @@ def evaluate_analogies(space: EmbeddingSpace, path: Path | None = None, batch: i
     for name, questions in sections:
         ids = [tuple(vocab(w) for w in q) for q in questions]
         usable = [q for q in ids if None not in q]
-        correct = analogy_hits(unit, allowed, np.array(usable, dtype=np.int64).reshape(-1, 4), batch)
+        correct = analogies_answered(unit, usable, allowed, batch)
         results.append({"section": name, "correct": correct, "used": len(usable), "total": len(questions)})
         correct_all += correct
         used_all += len(usable)

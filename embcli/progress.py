@@ -40,7 +40,7 @@ def corpus_progress(description: str, enabled: bool = True):
     if not enabled:
         yield _CorpusBar(None, None)
         return
-    progress = Progress(SpinnerColumn(), TextColumn("tokenizing"), TextColumn("[bold]{task.description}"),
+    progress = Progress(SpinnerColumn(), TextColumn("tokenizing"), TextColumn("{task.description}", style="bold", markup=False),
                         TextColumn("{task.completed:,.0f} chars"), TransferSpeedColumn(),
                         TextColumn("[cyan]{task.fields[tokens]:,} tokens"), TimeElapsedColumn(),
                         console=console, transient=not sys.stderr.isatty())

@@ -23,7 +23,7 @@ from typing import Callable, ContextManager
 import numpy as np
 
 from .directions import Concept, Direction, load_concepts, probe
-from .errors import EmbcliError
+from .errors import EmbcliError, SeveralTokens
 from .evaluate import AnalogyScore, PairScore
 from .runs import (
     CONFIG,
@@ -348,7 +348,10 @@ def inspect_row(space: EmbeddingSpace, token_id: int, top: int = 10, *,
 
 def inspect_token(space: EmbeddingSpace, word: str, top: int = 10, *, exact: bool = False) -> RowResult:
     """The same as :func:`inspect_row`, for the row a word resolves to."""
-    r = space.resolve(word, exact=exact)
+    try:
+        r = space.resolve(word, exact=exact)
+    except SeveralTokens as exc:  # there is nothing to average: a row is one token
+        raise exc.advise("a row is one token: inspect row ID shows each piece") from None
     return inspect_row(space, r.ids[0], top, resolved=r)
 
 
@@ -627,10 +630,12 @@ def trace(run: str | Path | None, word: str, top: int = 5, *, others: list[str] 
     if not snaps:
         raise EmbcliError(f"{run_dir} has no table snapshots (train with snapshots = true)")
     final = EmbeddingSpace.from_run(run_dir, snaps[-1][0], min_count=min_count)
-    target = final.resolve(word)
-    if others:
-        followed = [final.resolve(w) for w in others]
-    else:  # the final neighbours are rows already: follow them by id (the shown "\n" of a newline is no text to type)
+    try:
+        target = final.resolve(word)
+        followed = [final.resolve(w) for w in others or []]
+    except SeveralTokens as exc:
+        raise exc.advise("trace follows one token per word: give words that are one GPT-2 token each") from None
+    if not others:  # the final neighbours are rows already: follow them by id (the shown "\n" of a newline is no text to type)
         followed = [Resolved(n.token, [n.id], "id") for n in final.most_similar([target], topn=3)]
     result = TraceResult(word, target, top, [], answered_by=AnsweredBy.of_run(run_dir, snaps[-1][0]))
     for step, _ in snaps:

@@ -6,6 +6,10 @@ written in one place, :func:`print_json`, always to the console's own stream.
 
 rich's table and markup modules are imported inside the functions that draw, so importing this
 module costs nothing on the way to an answer.
+
+What a user typed, token strings, paths and names are text, never markup: they reach rich as
+``Text`` (:func:`line`, :func:`cell`) or in a ``print(..., markup=False)``, so a token such as "[/",
+"[bold]" or "\\" is shown as it is. Markup strings hold only this module's own words and numbers.
 """
 
 from __future__ import annotations
@@ -83,13 +87,26 @@ def print_answer(verb: str, data: dict, out, *, run: AnsweredBy | None = None, i
     print_json(answer_json(verb, data, run), out, indent=indent)
 
 
+def line(*parts):
+    """One line of plain text and ``(text, style)`` pairs (rich's ``Text.assemble``): no part is read
+    as markup, so a token or a typed word in it is shown as it is."""
+    from rich.text import Text
+
+    return Text.assemble(*parts)
+
+
+def cell(text: str, style: str = ""):
+    """A table cell (or title) holding ``text`` as it is, never as markup."""
+    from rich.text import Text
+
+    return Text(text, style=style)
+
+
 def error_line(out, message: str, *, soft_wrap: bool = False) -> None:
     """``error: message`` in red; the message is text, never markup (a '[' in it is shown as typed)."""
-    from rich.markup import escape
-
     from .errors import one_line
 
-    out.print(f"[red]error:[/red] {escape(one_line(message))}", soft_wrap=soft_wrap)
+    out.print(line(("error:", "red"), " ", one_line(message)), soft_wrap=soft_wrap)
 
 
 def show(result, out, *, as_json: bool = False, verb: str | None = None, run: AnsweredBy | None = None,
@@ -155,14 +172,14 @@ def left_out_note(left: LeftOut | None, out) -> None:
 def neighbor_table(title: str | None, neighbors: list[Neighbor]):
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=None if title is None else cell(title), title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("id", justify="right")
     table.add_column("token")
     table.add_column("cosine", justify="right")
     table.add_column("count", justify="right")
     for n in neighbors:
-        table.add_row(str(n.rank), str(n.id), n.token, f"{n.similarity:.4f}", "?" if n.count is None else f"{n.count:,}")
+        table.add_row(str(n.rank), str(n.id), cell(n.token), f"{n.similarity:.4f}", _count(n.count))
     return table
 
 
@@ -173,7 +190,7 @@ def neighbor_table(title: str | None, neighbors: list[Neighbor]):
 
 def neighbors(result: NeighborsResult, out) -> None:
     for w in result.words:
-        out.print(describe(w.query), soft_wrap=True)  # above the table: as its title it would wrap at its width
+        out.print(describe(w.query), soft_wrap=True, markup=False)  # above the table: as its title it would wrap at its width
         out.print(neighbor_table(None, w.neighbors))
     left_out_note(result.left_out, out)
 
@@ -181,24 +198,31 @@ def neighbors(result: NeighborsResult, out) -> None:
 def analogy(result: AnalogyResult, out) -> None:
     a, b, c = result.a, result.b, result.c
     out.print(neighbor_table(f"{a.text} − {b.text} + {c.text}  ({ANALOGY_METHODS[result.method]})", result.answers))
-    out.print(f"[dim]{'; '.join(describe(r) for r in (a, b, c))}[/]")
+    out.print(cell('; '.join(describe(r) for r in (a, b, c)), "dim"))
     left_out_note(result.left_out, out)
 
 
 def similarity(result: SimilarityResult, out) -> None:
-    out.print(f"cosine({describe(result.a)}, {describe(result.b)}) = [bold]{result.similarity:.4f}[/]")
+    out.print(line(f"cosine({describe(result.a)}, {describe(result.b)}) = ", (f"{result.similarity:.4f}", "bold")))
 
 
 def odd_one_out(result: OddOneOutResult, out) -> None:
-    out.print(f"odd one out: [bold]{result.odd.text}[/]")
+    out.print(line("odd one out: ", (result.odd.text, "bold")))
     for s, r in result.ranked:
-        out.print(f"  {r.text:<16} {s:.4f}  cosine to the mean")
+        out.print(f"  {r.text:<16} {s:.4f}  cosine to the mean", markup=False)
 
 
 def tokenize(result: TokenizeResult, out) -> None:
     n = len(result.ids)
-    out.print(f"{n} token{'s' if n != 1 else ''}: "
-              + "  ".join(f"[cyan]{piece}[/]({i})" for i, piece in zip(result.ids, result.pieces)))
+    out.print(line(f"{n} token{'s' if n != 1 else ''}: ", *_pieces(result.pieces, result.ids)))
+
+
+def _pieces(pieces: list[str], ids: list[int]) -> list:
+    """Tokens as ``piece(id)``, two spaces apart, the pieces in cyan (for :func:`line`)."""
+    parts = []
+    for k, (piece, token_id) in enumerate(zip(pieces, ids)):
+        parts += ["  " if k else "", (piece, "cyan"), f"({token_id})"]
+    return parts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,8 +263,9 @@ def heat_strip(values) -> str:
 def row(result: RowResult, out) -> None:
     count = "unknown" if result.count is None else f"{result.count:,}"
     how = f"  ({describe(result.resolved)})" if result.resolved else ""
-    untrained = "  [yellow](untrained: still noise)[/]" if result.count == 0 else ""
-    out.print(f"row [bold]{result.id}[/] = [cyan]{result.token}[/]{how}   seen {count} times in training{untrained}")
+    untrained = ("  (untrained: still noise)", "yellow") if result.count == 0 else ""
+    out.print(line("row ", (str(result.id), "bold"), " = ", (result.token, "cyan"), f"{how}   seen {count} times in training",
+                   untrained))
     out.print(f"norm {result.norm:.4f}   mean {result.mean:+.4f}   std {result.std:.4f}   "
               f"min {result.min:+.4f}   max {result.max:+.4f}   dim {result.dim}")
     values = result.values
@@ -262,7 +287,7 @@ def _at_step(source: str, step: int | None) -> str:
 
 def table(result: TableResult, out) -> None:
     stats = result.stats
-    out.print(f"table of {_at_step(result.source, result.step)}")
+    out.print(f"table of {_at_step(result.source, result.step)}", markup=False)
     out.print(f"shape {stats['rows']:,} × {stats['dim']} = {stats['parameters']:,} parameters, {stats['dtype']}, "
               f"{stats['bytes'] / 2**20:.1f} MiB")
     if stats.get("model_parameters"):
@@ -280,7 +305,7 @@ def table(result: TableResult, out) -> None:
 def model(result: ModelResult, out) -> None:
     shape, info = result.shape, result.parameters
     out.print(f"{result.source}: {shape.get('n_layer')} layers, {shape.get('n_head')} heads, d {shape.get('n_embd')}, "
-              f"context {shape.get('block_size')}")
+              f"context {shape.get('block_size')}", markup=False)
     out.print(f"{info['parameters']:,} parameters; token table {info['rows']:,} × {info['dim']} = "
               f"{info['table_parameters']:,} ({info['table_share']:.1%}), "
               f"{'tied: the same matrix is the output layer' if info.get('tied') else 'untied'}")
@@ -288,21 +313,20 @@ def model(result: ModelResult, out) -> None:
 
 def runs(result: RunsResult, out) -> None:
     if not result.runs:
-        out.print(f"no runs under {result.root}/ — start one with: embcli train")
+        out.print(f"no runs under {result.root}/ — start one with: embcli train", markup=False)
         return
-    from rich.markup import escape
     from rich.table import Table
 
     table = Table("run", "status", "step", "tokens", "train loss", "val loss", "params", "corpus")
     loss = lambda x: f"{x:.3f}" if isinstance(x, float) else "-"  # noqa: E731
     for r in result.runs:
-        status = "[red]damaged[/]" if r.problem else escape(r.status or "?")
-        table.add_row(escape(r.run), status, f"{r.step or 0:,}", f"{r.tokens or 0:,}", loss(r.train_loss),
-                      loss(r.val_loss), f"{r.parameters or 0:,}", escape(r.corpus[:40]))
+        status = cell("damaged", "red") if r.problem else cell(r.status or "?")
+        table.add_row(cell(r.run), status, f"{r.step or 0:,}", f"{r.tokens or 0:,}", loss(r.train_loss),
+                      loss(r.val_loss), f"{r.parameters or 0:,}", cell(r.corpus[:40]))
     out.print(table)
     for r in result.runs:
         if r.problem:
-            out.print(f"[red]damaged:[/] {escape(r.problem)}", soft_wrap=True)
+            out.print(line(("damaged:", "red"), " ", r.problem), soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,16 +354,15 @@ def _table_name(key: str, baseline) -> str:
 
 
 def evaluation(result: EvalResult, out, *, sections: bool = False) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     from .baseline import epochs_text
 
     scores = list(result.tables.values())
-    table = Table(title=f"evaluation of {_at_step(result.source, result.step)}", title_justify="left")
+    table = Table(title=cell(f"evaluation of {_at_step(result.source, result.step)}"), title_justify="left")
     table.add_column("")
     for name, s in result.tables.items():
-        table.add_column(_table_name(name, s.baseline))
+        table.add_column(cell(_table_name(name, s.baseline)))
     table.add_row("WordSim353 Spearman ρ (pairs used)",
                   *[_score(s.pairs.spearman, s.pairs.used, s.pairs.total) for s in scores])
     table.add_row("Google analogies accuracy (questions used)",
@@ -351,19 +374,19 @@ def evaluation(result: EvalResult, out, *, sections: bool = False) -> None:
                 part = s.analogies.sections[i]
                 accuracy = part["correct"] / part["used"] if part["used"] else float("nan")
                 cells.append(_score(accuracy, part["used"], part["total"]))
-            table.add_row(f"  {sec['section']}", *cells)
+            table.add_row(cell(f"  {sec['section']}"), *cells)
     if any(s.baseline for s in scores):
-        table.add_row("training", *[s.baseline.settings if s.baseline
+        table.add_row("training", *[cell(s.baseline.settings) if s.baseline
                                     else "transformer LM (see embcli runs)" for s in scores])
     out.print(table)
     for s in scores:
         b = s.baseline
         if b and b.target_seconds is not None:
             asked = (f"--baseline-seconds asked for {b.target_seconds:,g} s" if b.target_from == "--baseline-seconds"
-                     else f"equal time: the run's table had trained {b.target_seconds:,.1f} s ({escape(b.target_from)})")
-            out.print(f"[dim]{asked}; word2vec's 5 epochs "
-                      f"took {b.per_epoch_seconds * 5:,.1f} s here ({b.per_epoch_seconds:,.2f} s an epoch), so "
-                      f"{epochs_text(b.epochs)}, which took {b.seconds:,.1f} s[/]", soft_wrap=True)
+                     else f"equal time: the run's table had trained {b.target_seconds:,.1f} s ({b.target_from})")
+            out.print(cell(f"{asked}; word2vec's 5 epochs "
+                           f"took {b.per_epoch_seconds * 5:,.1f} s here ({b.per_epoch_seconds:,.2f} s an epoch), so "
+                           f"{epochs_text(b.epochs)}, which took {b.seconds:,.1f} s", "dim"), soft_wrap=True)
     malformed = scores[0].pairs.malformed + scores[0].analogies.malformed
     out.print("[dim]a pair or question counts only when each word is one GPT-2 token that training saw"
               + (f"; {malformed} malformed lines skipped" if malformed else "") + "[/]")
@@ -378,11 +401,11 @@ def trace(result: TraceResult, out) -> None:
         table.add_column(f"#{k + 1}")
     for snap in result.snapshots:
         # the similarities --json gives (rounded to 6 places), so the table and the JSON never disagree
-        table.add_row(f"{snap.step:,}", *[f"{n.token} {round(n.similarity, 6):.2f}" for n in snap.neighbors])
-    out.print(f"{describe(result.target)}: nearest neighbours over training", soft_wrap=True)
+        table.add_row(f"{snap.step:,}", *[cell(f"{n.token} {round(n.similarity, 6):.2f}") for n in snap.neighbors])
+    out.print(f"{describe(result.target)}: nearest neighbours over training", soft_wrap=True, markup=False)
     out.print(table)
     out.print("cosine over training: " + "; ".join(f"{result.word}–{k}: " + " → ".join(f"{x:.2f}" for x in v)
-                                                  for k, v in result.similarity.items()))
+                                                  for k, v in result.similarity.items()), markup=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -398,16 +421,15 @@ def prediction(result: PredictResult, out) -> None:
     """The prompt as tokens, the top next tokens, and with ``explain`` logit = h · row for each.
 
     Tokens and notes are text, never markup: a token such as "[/" or "\\" is shown as it is."""
-    from rich.markup import escape
     from rich.table import Table
 
     step = f", step {result.step:,}" if result.step is not None else ""
-    out.print(f"{len(result.ids)} token{'s' if len(result.ids) != 1 else ''} read: "
-              + "  ".join(f"[cyan]{escape(p)}[/]({i})" for p, i in zip(result.pieces, result.ids)))
+    out.print(line(f"{len(result.ids)} token{'s' if len(result.ids) != 1 else ''} read: ",
+                   *_pieces(result.pieces, result.ids)))
     for note in result.notes:
-        out.print(f"[yellow]note:[/] {escape(note)}")
+        out.print(line(("note:", "yellow"), " ", note))
     out.print(f"the next token, by the model of {result.run}{step} (softmax over all {result.vocab_size:,} tokens):",
-              soft_wrap=True)
+              soft_wrap=True, markup=False)
     table = Table()
     for name, justify in (("#", "right"), ("id", "right"), ("token", "left"), ("probability", "right")):
         table.add_column(name, justify=justify)
@@ -416,7 +438,7 @@ def prediction(result: PredictResult, out) -> None:
             table.add_column(name, justify="right")
     table.add_column("count", justify="right")
     for c in result.candidates:
-        cells = [str(c.rank), str(c.id), escape(c.token), f"{c.probability:.4f}"]
+        cells = [str(c.rank), str(c.id), cell(c.token), f"{c.probability:.4f}"]
         if result.explained:
             cells += [f"{c.logit:.4f}", f"{c.dot:.4f}", f"{c.row_norm:.3f}", f"{c.cosine:+.3f}"]
         table.add_row(*cells, _count(c.count))
@@ -425,7 +447,7 @@ def prediction(result: PredictResult, out) -> None:
         agree = "equal" if result.max_difference <= 1e-4 else "NOT equal"
         out.print(f"h is the last position's final hidden state, |h| = {result.hidden_norm:.3f}; each row is read from "
                   f"{result.table}. logit = h · row = |h| · |row| · cos: {agree} to 1e-4 (largest difference "
-                  f"{result.max_difference:.1e}, float32). The output layer is the table the queries read.")
+                  f"{result.max_difference:.1e}, float32). The output layer is the table the queries read.", markup=False)
 
 
 def _pct(x: float) -> str:
@@ -434,11 +456,10 @@ def _pct(x: float) -> str:
 
 def directions(result: DirectionsResult, out) -> None:
     """One summary table (is it a direction? where does it live?), then the ends of each direction."""
-    from rich.markup import escape
     from rich.table import Table
 
     step = f" at step {result.step:,}" if result.step is not None else ""
-    out.print(f"concept directions in {result.run}{step} ({result.dim} dimensions):", soft_wrap=True)
+    out.print(f"concept directions in {result.run}{step} ({result.dim} dimensions):", soft_wrap=True, markup=False)
     table = Table()
     columns = [("concept", "left"), ("words", "right"), ("held-out", "right"), ("chance", "right"),
                ("step 0", "right"), ("counts", "right")]
@@ -451,7 +472,7 @@ def directions(result: DirectionsResult, out) -> None:
     for d in result.directions:
         p = d.placement
         verdict = "[green]✓[/]" if d.accuracy > d.chance else "[red]✗[/]"
-        cells = [f"{d.positive.label} ↔ {d.negative.label}", f"{len(d.positive.ids)}+{len(d.negative.ids)}",
+        cells = [cell(f"{d.positive.label} ↔ {d.negative.label}"), f"{len(d.positive.ids)}+{len(d.negative.ids)}",
                  f"{d.accuracy:.2f} {verdict}", f"{d.chance:.2f}",
                  "-" if d.control_accuracy is None else f"{d.control_accuracy:.2f}",
                  "-" if d.frequency_accuracy is None else f"{d.frequency_accuracy:.2f}"]
@@ -476,11 +497,11 @@ def directions(result: DirectionsResult, out) -> None:
         grid.add_column()
         for d in result.directions:
             for label, ends in ((d.positive.label, d.most_positive), (d.negative.label, d.most_negative)):
-                grid.add_row(f"[bold]{escape(label)}[/]", "  ".join(f"{escape(e.token)} {e.cosine:+.2f}" for e in ends))
+                grid.add_row(cell(label, "bold"), cell("  ".join(f"{e.token} {e.cosine:+.2f}" for e in ends)))
             grid.add_row("  top dims", ", ".join(f"{t.dim} ({t.weight:+.2f}, {_pct(t.share)})" for t in d.placement.top))
         out.print(grid)
     for note in result.notes:
-        out.print(f"[yellow]note:[/] {escape(note)}")
+        out.print(line(("note:", "yellow"), " ", note))
 
 
 TEXT: dict[type, Callable] = {
@@ -524,8 +545,8 @@ def train_summary(result, out, *, as_json: bool = False) -> None:
     else:
         done = (f"{result.step:,} steps, {result.tokens:,} tokens in {result.seconds:.1f} s "
                 f"({result.tokens_per_second:,.0f} tokens/s)")
-    out.print(f"[bold green]done[/]: {done}; train loss {loss}, val loss {val} (full softmax)")
-    out.print(f"run: {result.run}   try: embcli neighbors cat --run {result.run}")
+    out.print(line(("done", "bold green"), f": {done}; train loss {loss}, val loss {val} (full softmax)"))
+    out.print(f"run: {result.run}   try: embcli neighbors cat --run {result.run}", markup=False)
 
 
 def prepared(corpus, out, *, as_json: bool = False) -> None:
@@ -536,7 +557,7 @@ def prepared(corpus, out, *, as_json: bool = False) -> None:
         return
     out.print(f"{m['description']}: {m['bytes']:,} bytes, {m['documents']:,} documents → "
               f"{m['tokens']['train']:,} training + {m['tokens']['val']:,} validation tokens, "
-              f"{m['distinct_train_ids']:,} distinct ids\ncached at {corpus.path}")
+              f"{m['distinct_train_ids']:,} distinct ids\ncached at {corpus.path}", markup=False)
 
 
 def exported(info: dict, out, *, as_json: bool = False, run: AnsweredBy | None = None) -> None:

@@ -3,7 +3,8 @@
 
 A line is a verb and its words. The query verbs are the table :data:`VERBS` below: each calls one
 function of ``queries.py`` and the answer is drawn by ``render.show``, exactly as the command of
-the same name draws it. ``top``, ``time``, ``help`` and ``quit`` change or end the session itself.
+the same name draws it. ``top``, ``time``, ``combine``, ``help`` and ``quit`` change or end the
+session itself (``combine mean`` is the shell's ``--combine mean``: words of several tokens averaged).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Callable, Iterable, Iterator
 
 from . import queries
 from .directions import split_words
-from .errors import EmbcliError
+from .errors import EmbcliError, SeveralTokens
 from .space import EmbeddingSpace, parse_row
 
 HELP = """verbs (a bare word is 'nn WORD'):
@@ -25,6 +26,7 @@ HELP = """verbs (a bare word is 'nn WORD'):
   row ID | token WORD     inspect a row               tok TEXT              tokenize
   predict TEXT            the model's next token      directions [P... / N...]  concept directions
   top K                   answers per query           time on|off           show query time
+  combine mean|off        average the pieces of a word of several tokens (nn, analogy, sim, odd), or refuse it
   help, quit"""
 
 
@@ -35,22 +37,24 @@ class Verb:
     names: tuple[str, ...]
     min_words: int
     max_words: int | None  # None: any number
-    query: Callable[[EmbeddingSpace, list[str], int], object]  # (space, words, top) → a queries result
+    # (space, words, top, combine) → a queries result; combine is the session's 'combine' setting
+    query: Callable[[EmbeddingSpace, list[str], int, str | None], object]
+    combines: bool = False  # whether its words may be several tokens, averaged (the commands' --combine)
 
     def takes(self, n: int) -> bool:
         return n >= self.min_words and (self.max_words is None or n <= self.max_words)
 
 
-def _analogy(space: EmbeddingSpace, words: list[str], top: int):
+def _analogy(space: EmbeddingSpace, words: list[str], top: int, combine: str | None):
     method = words[3] if len(words) == 4 else "add"
-    return queries.analogy(space, *words[:3], top, method=method)
+    return queries.analogy(space, *words[:3], top, method=method, combine=combine)
 
 
-def _predict(space: EmbeddingSpace, words: list[str], top: int):
+def _predict(space: EmbeddingSpace, words: list[str], top: int, combine: str | None):
     return queries.predict(space.source, " ".join(words), top)
 
 
-def _directions(space: EmbeddingSpace, words: list[str], top: int):
+def _directions(space: EmbeddingSpace, words: list[str], top: int, combine: str | None):
     if not words:
         return queries.directions(space, top=top)
     if words.count("/") != 1:
@@ -62,16 +66,27 @@ def _directions(space: EmbeddingSpace, words: list[str], top: int):
 
 
 VERBS = [
-    Verb(("nn", "neighbors", "neighbours"), 0, None, lambda space, words, top: queries.neighbors(space, words, top)),
-    Verb(("analogy",), 3, 4, _analogy),
-    Verb(("sim", "similarity"), 2, 2, lambda space, words, top: queries.similarity(space, *words)),
-    Verb(("odd", "odd-one-out"), 2, None, lambda space, words, top: queries.odd_one_out(space, words)),
-    Verb(("row",), 1, 1, lambda space, words, top: queries.inspect_row(space, parse_row(words[0]), top)),
-    Verb(("token",), 1, 1, lambda space, words, top: queries.inspect_token(space, words[0], top)),
-    Verb(("tok", "tokenize"), 1, None, lambda space, words, top: queries.tokenize(" ".join(words))),
+    Verb(("nn", "neighbors", "neighbours"), 0, None,
+         lambda space, words, top, combine: queries.neighbors(space, words, top, combine=combine), combines=True),
+    Verb(("analogy",), 3, 4, _analogy, combines=True),
+    Verb(("sim", "similarity"), 2, 2,
+         lambda space, words, top, combine: queries.similarity(space, *words, combine=combine), combines=True),
+    Verb(("odd", "odd-one-out"), 2, None,
+         lambda space, words, top, combine: queries.odd_one_out(space, words, combine=combine), combines=True),
+    Verb(("row",), 1, 1, lambda space, words, top, combine: queries.inspect_row(space, parse_row(words[0]), top)),
+    Verb(("token",), 1, 1, lambda space, words, top, combine: queries.inspect_token(space, words[0], top)),
+    Verb(("tok", "tokenize"), 1, None, lambda space, words, top, combine: queries.tokenize(" ".join(words))),
     Verb(("predict",), 1, None, _predict),
     Verb(("directions",), 0, None, _directions),
 ]
+
+
+def shell_advice(exc: SeveralTokens, verb: Verb) -> SeveralTokens:
+    """A refused word of several tokens, with what works in the shell (the command line's advice,
+    ``--combine mean``, is no shell syntax): the session setting, or the pieces a row verb can show."""
+    if verb.combines:
+        return exc.advise("type 'combine mean' to average the pieces of such words ('combine off' refuses them again)")
+    return exc.advise("a row is one token: 'tok WORD' shows its pieces and 'row ID' each one")
 
 
 def find_verb(name: str, n_words: int) -> Verb | None:
@@ -87,6 +102,7 @@ class Shell:
 
     def __init__(self, space: EmbeddingSpace, top: int, out, as_json: bool = False):
         self.space, self.top, self.out, self.timing, self.as_json = space, top, out, False, as_json
+        self.combine: str | None = None  # 'combine mean': words of several tokens are averaged
 
     def handle(self, line: str) -> bool:
         """Answer one line; False when the session should end."""
@@ -115,7 +131,10 @@ class Shell:
             return True
         start = time.perf_counter()
         try:
-            result = verb.query(self.space, args, self.top)
+            try:
+                result = verb.query(self.space, args, self.top, self.combine)
+            except SeveralTokens as exc:
+                raise shell_advice(exc, verb) from None
             if self.as_json:
                 show(result, self.out, as_json=True, run=queries.AnsweredBy.of_space(self.space), one_line=True)
             else:
@@ -139,13 +158,15 @@ class Shell:
                      indent=None)
 
     def session_command(self, name: str, args: list[str]) -> bool:
-        """help, top K, time on|off: True when the line was one of them (and is done)."""
+        """help, top K, time on|off, combine mean|off: True when the line was one of them (and is done)."""
         if name in ("help", "?"):
             self.out.print(HELP, markup=False)
         elif name == "top" and len(args) == 1 and args[0].isdigit() and int(args[0]) > 0:
             self.top = int(args[0])
         elif name == "time" and args in (["on"], ["off"]):
             self.timing = args == ["on"]
+        elif name == "combine" and args in (["mean"], ["off"]):
+            self.combine = "mean" if args == ["mean"] else None
         else:
             return False
         return True

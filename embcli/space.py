@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import EmbcliError, clip
+from .errors import EmbcliError, SeveralTokens, clip
 from .runs import COUNTS, TABLE, find_run, list_snapshots, load_norms, read_meta
 from .tokenizer import N_VOCAB, Vocab, token_json
 
@@ -257,8 +257,8 @@ class EmbeddingSpace:
         if combine != "mean":
             explained = " + ".join(f"{p!r}({i})" for p, i in zip(pieces[:SHOWN_PIECES], ids))
             more = f" + {len(ids) - SHOWN_PIECES:,} more" if len(ids) > SHOWN_PIECES else ""
-            raise EmbcliError(f"{clip(word)!r} is not one GPT-2 token: {clip(text)!r} is {len(ids):,} tokens, "
-                              f"{explained}{more}; use --combine mean to average them")
+            raise SeveralTokens(f"{clip(word)!r} is not one GPT-2 token: {clip(text)!r} is {len(ids):,} tokens, "
+                                f"{explained}{more}")
         return Resolved(word, ids, f"mean of {len(ids)} pieces", pieces)
 
     def vector(self, item: Resolved) -> np.ndarray:

@@ -569,7 +569,12 @@ class Trainer:
         val = cross_entropy
         if cfg.output_vocab == "corpus":
             ids = torch.from_numpy(np.flatnonzero(self.corpus.counts())).to(self.device)
-            loss, val = OverVocab(loss, ids, cfg.vocab_size), OverVocab(val, ids, cfg.vocab_size)
+            val = OverVocab(val, ids, cfg.vocab_size)
+            # sampled softmax already scores only corpus ids: its negatives come from the training
+            # counts (an id never seen has probability 0) and the targets are corpus tokens; it reads
+            # the table by token id, so it keeps the whole table rather than the corpus's rows
+            if self.sampled is None:
+                loss = OverVocab(loss, ids, cfg.vocab_size)
         self.loss_fn, self.val_loss_fn = loss, val
 
     # -- state ---------------------------------------------------------------------------------

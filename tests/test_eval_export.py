@@ -93,6 +93,38 @@ def test_analogies_equal_gensim_evaluate_word_analogies(space, eval_files):
     assert ours.accuracy == pytest.approx(score)
 
 
+def test_the_min_count_bench_scores_analogies_as_eval_does(space, eval_files):
+    """bench/min_count.py's "fixed set" column is eval's 3CosAdd on chosen questions: the same code
+    (evaluate.analogies_answered), so on eval's own usable questions it gives eval's accuracy."""
+    import importlib.util
+    from pathlib import Path
+
+    from embcli.evaluate import read_analogies
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "min_count.py"
+    spec = importlib.util.spec_from_file_location("bench_min_count", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    sections, _ = read_analogies(eval_files / "questions.txt")
+    usable = []
+    for _, questions in sections:
+        for q in questions:
+            try:
+                resolved = [space.resolve(w) for w in q]
+            except EmbcliError:  # ornithology: several tokens
+                continue
+            usable.append(tuple(r.ids[0] for r in resolved))
+    ours = evaluate_analogies(space, eval_files / "questions.txt")
+    assert len(usable) == ours.used == 6
+    assert bench.fixed_set_accuracy(space, usable) == ours.accuracy
+    v = np.array(space.vectors, copy=True)  # one answer planted: the bench sees it as eval does
+    ids = {w: space.resolve(w).ids[0] for w in ("king", "queen", "man", "woman")}
+    v[ids["woman"]] = v[ids["queen"]] - v[ids["king"]] + v[ids["man"]]
+    planted = EmbeddingSpace(v, space.counts)
+    assert bench.fixed_set_accuracy(planted, usable) == evaluate_analogies(planted, eval_files / "questions.txt").accuracy
+    assert bench.fixed_set_accuracy(planted, usable[:1]) == 1.0  # king queen man woman
+
+
 def test_planted_analogy_is_found(space, tmp_path):
     v = np.array(space.vectors, copy=True)
     ids = {w: space.resolve(w).ids[0] for w in ("king", "queen", "man", "woman")}

@@ -520,3 +520,114 @@ def test_json_tokens_are_real_strings(trained_run):
     data = invoke("neighbors", "cat", "-k", 3, "--run", trained_run, "--json").stdout
     assert "␣" not in data and '"token": " cat"' in data
     assert np.all([n["token"].startswith(" ") for n in json.loads(data)["words"][0]["neighbors"]])
+
+
+# ---------------------------------------------------------------------------------------------
+# Found while making the README's commands run (tests/test_readme.py)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_sampled_softmax_with_the_corpus_output_vocabulary_trains(corpus_file):
+    """loss=sampled with output_vocab=corpus crashed on its first step (an id of the whole table used
+    as a row of the corpus's rows). The sampled loss scores corpus ids already, so training is the
+    same as with the full vocabulary, and validation is the softmax over the corpus's ids."""
+    from tests.conftest import TINY
+
+    sets = [x for item in TINY + ["loss=sampled", "negatives=64"] for x in ("--set", item)]
+    answers = {}
+    for vocab in ("corpus", "full"):
+        result = invoke("train", "--corpus", corpus_file, *sets, "--set", f"output_vocab={vocab}", "--max-steps", 10,
+                        "--name", vocab, "--quiet", "--json")
+        assert result.exit_code == 0, result.output
+        answers[vocab] = json.loads(result.stdout)
+    corpus, full = answers["corpus"], answers["full"]
+    assert corpus["status"] == "finished" and corpus["train_loss_kind"] == "sampled"
+    assert corpus["train_loss"] == full["train_loss"]  # the same training, step for step
+    # the same model scored over fewer ids: every target is among them, so its share can only grow
+    assert 0 < corpus["val_loss"] < full["val_loss"]
+
+
+def test_tokens_words_and_run_names_print_as_typed(copy_of_trained_run):
+    """Token text and what the user typed reach rich as text, never as markup: "[/" or "[bold]"
+    is shown as it is, a trailing backslash escapes nothing (tests/test_render.py: every answer)."""
+    result = invoke("tokenize", "[bold]x[/bold] C:\\")
+    assert result.stdout == "9 tokens: [(58)  bold(36575)  ](60)  x(87)  [/(13412)  bold(36575)  ](60)  ␣C(327)  :\\(7479)\n"
+    name = "[bold]run"  # read as markup it would show as "run", in bold
+    copy_of_trained_run(name)
+    listed = invoke("runs")
+    assert listed.exit_code == 0 and f"│ {name} " in listed.stdout, listed.output
+    result = invoke("neighbors", "[bold]x[/bold]", "--combine", "mean", "-k", 2, "--run", name)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("'[bold]x[/bold]' → ␣[ + bold + ] + x + [/ + bold + ] (685, 36575, 60, 87, 13412, ")
+    assert lines[-1].startswith(f"from {name} at step 60 (")
+    row = invoke("inspect", "row", 59, "-k", 2, "--run", name)
+    assert row.exit_code == 0 and row.stdout.startswith("row 59 = \\   seen "), row.output
+    traced = invoke("trace", "cat", "-k", 2, "--with", "[", "--run", name)
+    assert traced.exit_code == 0 and "cosine over training: cat–␣[: " in traced.stdout, traced.output
+
+
+@pytest.mark.parametrize("args", [["neighbors", "ornithology"], ["analogy", "ornithology", "man", "woman"],
+                                  ["similarity", "ornithology", "cat"], ["odd-one-out", "ornithology", "cat", "dog"],
+                                  ["inspect", "token", "ornithology"], ["trace", "ornithology"],
+                                  ["trace", "cat", "--with", "ornithology"]])
+def test_a_word_of_several_tokens_is_refused_with_advice_that_works_there(trained_run, args):
+    """The advice names only options the command has: --combine where it averages the pieces; the
+    verbs that take one token (a row, a trace) say so instead."""
+    import re
+
+    from typer.main import get_command
+
+    line = one_line_error(invoke(*args, "--run", trained_run))
+    assert line.startswith("error: 'ornithology' is not one GPT-2 token: ' ornithology' is 3 tokens, "), line
+    command = get_command(app)
+    for name in args[:2] if args[0] == "inspect" else args[:1]:
+        command = command.commands[name]
+    offered = {opt for p in command.params for opt in p.opts}
+    assert set(re.findall(r"--[a-z-]+", line)) <= offered, line
+    if "--combine" not in offered:
+        assert "one token" in line.split(";")[-1], line
+
+
+def test_the_shell_advises_what_works_in_the_shell(trained_run):
+    """The shell's verbs take no --combine: it offers 'combine mean', a setting for the session."""
+    from embcli.shell import run_shell
+    from embcli.space import EmbeddingSpace
+
+    space = EmbeddingSpace.from_run(trained_run)
+
+    def answers(*lines):
+        from io import StringIO
+
+        from rich.console import Console
+
+        buffer = StringIO()
+        run_shell(space, 2, lines=list(lines), out=Console(file=buffer, width=300, highlight=False))
+        return buffer.getvalue()
+
+    refused = "error: 'ornithology' is not one GPT-2 token: ' ornithology' is 3 tokens, '␣orn'(25322) + 'ith'(342) + 'ology'(1435); "
+    averaged = "'ornithology' → ␣orn + ith + ology (25322, 342, 1435; mean of 3 pieces)"
+    text = answers("nn ornithology", "token ornithology", "combine mean", "nn ornithology", "sim ornithology cat",
+                   "token ornithology", "combine off", "odd ornithology cat dog")
+    assert "--combine" not in text
+    lines = text.splitlines()
+    combine = "type 'combine mean' to average the pieces of such words ('combine off' refuses them again)"
+    row = "a row is one token: 'tok WORD' shows its pieces and 'row ID' each one"
+    assert lines[0] == refused + combine and lines[1] == refused + row
+    assert lines[2] == averaged and lines.count(averaged) == 1  # nn, averaged
+    assert any(line.startswith(f"cosine({averaged}, 'cat' → ␣cat") for line in lines)  # sim, averaged
+    assert lines[-2:] == [refused + row, refused + combine]  # token: still one row; after 'combine off', refused
+    assert "combine mean|off" in answers("help")
+
+
+def test_train_names_a_corpus_as_typed(corpus_file, tmp_path):
+    """train's log lines (model, corpus) carry paths: text, never markup."""
+    from tests.conftest import TINY
+
+    named = tmp_path / "[bold]notes.txt"
+    shutil.copy(corpus_file, named)
+    sets = [x for item in TINY for x in ("--set", item)]
+    result = invoke("train", "--corpus", "[bold]notes.txt", *sets, "--max-steps", 1, "--name", "[bold]run")
+    assert result.exit_code == 0, result.output
+    assert "corpus: [bold]notes.txt: " in result.stderr
+    assert "run: " in result.stdout and "[bold]run   try: embcli neighbors cat --run " in result.stdout

@@ -108,3 +108,64 @@ def test_error_lines_show_brackets_as_typed():
     buffer = io.StringIO()
     render.error_line(Console(file=buffer, width=80), "pictures need matplotlib: pip install 'embcli[plot]'")
     assert buffer.getvalue() == "error: pictures need matplotlib: pip install 'embcli[plot]'\n"
+
+
+# Tokens whose text rich would read as markup, or as an escape of the markup after it: "[/" closes
+# a style, "[" + "bold" + "]" opens one once joined, a trailing "\" escapes the next "[".
+BRACKETS = {58: "[", 60: "]", 13412: "[/", 21737: "[]", 59: "\\", 6852: "\\\\", 7479: ":\\", 36575: "bold", 87: "x"}
+TYPED = "[bold]x[/bold]"  # typed as a word: seven tokens, ␣[ bold ] x [/ bold ]
+
+
+@pytest.fixture(scope="module")
+def brackets():
+    vectors, counts = np.zeros((50257, 2), np.float32), np.zeros(50257, np.int64)
+    for k, token_id in enumerate(BRACKETS):
+        vectors[token_id], counts[token_id] = (np.cos(0.3 * k), np.sin(0.3 * k)), 50
+    return EmbeddingSpace(vectors, counts, source="runs/[bold]x[/bold]\\")
+
+
+def token_column(text: str) -> list[str]:
+    """The token cells of every neighbour table in an answer."""
+    return [row.split("│")[3].strip() for row in text.splitlines() if row.startswith("│")]
+
+
+def test_tokens_typed_words_and_names_are_text_never_markup(brackets):
+    pieces = "␣[ + bold + ] + x + [/ + bold + ] (685, 36575, 60, 87, 13412, 36575, 60; mean of 7 pieces)"
+    answer = shown(queries.neighbors(brackets, [TYPED], 8, combine="mean"))
+    assert answer.splitlines()[0] == f"'{TYPED}' → {pieces}"
+    assert sorted(token_column(answer)) == sorted(["[", "[]", "\\", "\\\\", ":\\"])  # the other trained rows, as they are
+
+    answer = shown(queries.analogy(brackets, TYPED, "[]", "\\", 3, combine="mean"))
+    assert answer.splitlines()[0].rstrip() == f"{TYPED} − [] + \\  (3CosAdd)"
+    assert set(token_column(answer)) <= set(BRACKETS.values()) and f"'{TYPED}' → {pieces}" in " ".join(answer.split())
+
+    answer = " ".join(shown(queries.similarity(brackets, TYPED, ":\\", combine="mean")).split())
+    assert answer.startswith(f"cosine('{TYPED}' → {pieces}, ") and "→ :\\ (7479; " in answer
+
+    answer = shown(queries.odd_one_out(brackets, [TYPED, "[/", "[]"], combine="mean"))
+    assert sorted(line.split()[0] for line in answer.splitlines()[1:]) == sorted([TYPED, "[/", "[]"])
+
+    assert " ".join(shown(queries.tokenize(TYPED + " C:\\")).split()) == (
+        "9 tokens: [(58) bold(36575) ](60) x(87) [/(13412) bold(36575) ](60) ␣C(327) :\\(7479)")
+
+    answer = shown(queries.inspect_row(brackets, 59, 3))
+    assert answer.startswith("row 59 = \\   seen 50 times in training\n")
+    assert set(token_column(answer)) <= set(BRACKETS.values()) and len(token_column(answer)) == 3
+    answer = " ".join(shown(queries.inspect_token(brackets, "[/", 3)).split())
+    assert answer.startswith("row 13412 = [/ ('[/' → [/ (13412; bare: seen 50 times in training; ␣[/ 0 times)) seen 50")
+
+    answer = shown(queries.TableResult(brackets.source, None, brackets.table_stats(None)))
+    assert answer.startswith("table of runs/[bold]x[/bold]\\\n")
+
+
+def test_the_same_on_a_colour_terminal(brackets):
+    """Markup read by mistake shows only where styles are drawn: the text under the colours is the same."""
+    import re
+
+    buffer = io.StringIO()
+    out = Console(file=buffer, width=120, force_terminal=True, color_system="truecolor", highlight=False)
+    render.show(queries.tokenize(TYPED + " C:\\"), out)
+    render.show(queries.inspect_row(brackets, 6852, 2), out)
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", buffer.getvalue())
+    assert "9 tokens: [(58)  bold(36575)  ](60)  x(87)  [/(13412)  bold(36575)  ](60)  ␣C(327)  :\\(7479)" in plain
+    assert "row 6852 = \\\\   seen 50 times in training" in plain
