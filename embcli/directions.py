@@ -31,7 +31,10 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI (a dependency there)
+    import tomli as tomllib
 
 from .errors import EmbcliError
 from .space import EmbeddingSpace

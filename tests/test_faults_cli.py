@@ -351,6 +351,22 @@ def test_20_configs_load_without_tomllib():
     assert (out.returncode, out.stdout, out.stderr) == (0, "3\n", "")
 
 
+def test_20_every_module_imports_without_tomllib():
+    """Not only configs: every module of embcli (directions.py reads a TOML file too) on a Python
+    without tomllib, and the built-in concepts still load."""
+    pytest.importorskip("tomli")
+    code = ("import sys; sys.modules['tomllib'] = None  # as on Python 3.10: no tomllib\n"
+            "import importlib, pkgutil, embcli\n"
+            "for m in pkgutil.iter_modules(embcli.__path__):\n"
+            "    if m.name != '__main__':  # that one runs the CLI\n"
+            "        importlib.import_module('embcli.' + m.name)\n"
+            "from embcli.directions import load_concepts\n"
+            "print(len(load_concepts()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    assert int(out.stdout) >= 4
+
+
 def test_20_the_floor_in_pyproject_is_what_ci_runs():
     text = Path(__file__).resolve().parents[1].joinpath("pyproject.toml").read_text()
     assert 'requires-python = ">=3.10"' in text and "tomli>=1.1; python_version < '3.11'" in text
